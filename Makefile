@@ -1,0 +1,45 @@
+# cryptopipe — `make help` lists the targets. Everything runs on the local default (DuckDB,
+# SQLite Dagster instance, exchange simulator); CRYPTOPIPE_ENV=prod switches resources.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export CRYPTOPIPE_HOME ?= $(CURDIR)/.cryptopipe
+export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test dev sim lint format clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create .venv and install the locked dependencies (uv; installed if missing).
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --extra dev --python python3
+	@touch $@
+
+demo: install ## Start the simulator, backfill the demo markets through Dagster, print a summary.
+	$(BIN)/cryptopipe demo
+
+test: install ## Run the whole test suite.
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+dev: install ## Dagster UI (dagster dev) on the local instance, with the exchange simulator.
+	$(BIN)/cryptopipe dev
+
+sim: install ## Run the exchange simulator alone on 127.0.0.1:8765.
+	$(BIN)/cryptopipe sim
+
+lint: install ## ruff lint and format check.
+	$(BIN)/ruff check cryptopipe_dagster tests
+	$(BIN)/ruff format --check cryptopipe_dagster tests
+
+format: install ## Apply ruff's formatting and safe fixes.
+	$(BIN)/ruff check --fix cryptopipe_dagster tests
+	$(BIN)/ruff format cryptopipe_dagster tests
+
+clean: ## Remove the local warehouse and Dagster instance (.cryptopipe/); keeps .venv.
+	rm -rf $(CRYPTOPIPE_HOME)

@@ -1,0 +1,5 @@
+"""The `cryptopipe` command line: what is not a Dagster run (simulator, backfills, demo, dev UI)."""
+
+from cryptopipe_dagster.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,3 @@
+from cryptopipe_dagster.cli.app import app
+
+app()

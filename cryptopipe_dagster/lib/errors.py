@@ -1,0 +1,60 @@
+"""Typed exceptions: one class per failure class, each raised with the offending value."""
+
+from __future__ import annotations
+
+
+class CryptopipeError(Exception):
+    """Base class of every error cryptopipe raises on purpose."""
+
+
+class ConfigError(CryptopipeError):
+    """A configuration file or CLI argument is malformed; the message names the bad value."""
+
+
+class UnknownExchange(ConfigError):
+    """An exchange id is not known to ccxt or to the exchange simulator."""
+
+    def __init__(self, exchange: str, known: list[str] | None = None) -> None:
+        hint = f" (known: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown exchange {exchange!r}{hint}")
+        self.exchange = exchange
+
+
+class InvalidSymbol(ConfigError):
+    """A trading pair cannot be read as BASE/QUOTE."""
+
+    def __init__(self, symbol: object, reason: str = "expected BASE/QUOTE, e.g. BTC/USD") -> None:
+        super().__init__(f"invalid symbol {symbol!r}: {reason}")
+        self.symbol = symbol
+
+
+class InvalidTimeframe(ConfigError):
+    """A timeframe string such as '1m' or '1h' is not understood."""
+
+    def __init__(self, timeframe: object) -> None:
+        super().__init__(f"invalid timeframe {timeframe!r}: expected e.g. 1m, 5m, 1h, 1d")
+        self.timeframe = timeframe
+
+
+class SchemaDrift(CryptopipeError):
+    """An exchange payload no longer has the shape we parse (a whole batch, not one bad row)."""
+
+
+class ExchangeUnavailable(CryptopipeError):
+    """The exchange kept failing after every retry (outage, 5xx, timeouts)."""
+
+
+class RateLimited(ExchangeUnavailable):
+    """The exchange kept answering 429/418 after every retry."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnsafeIdentifier(CryptopipeError):
+    """A SQL identifier (table, schema, column) failed the allow-list check."""
+
+    def __init__(self, identifier: object) -> None:
+        super().__init__(f"unsafe SQL identifier {identifier!r}: only [A-Za-z_][A-Za-z0-9_]* is allowed")
+        self.identifier = identifier

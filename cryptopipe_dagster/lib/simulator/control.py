@@ -1,0 +1,108 @@
+"""Control endpoints under /_sim (never faulted): stats, fault plan, clock, markets served."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+
+from aiohttp import web
+
+from cryptopipe_dagster.lib.simulator.clock import iso_ms
+from cryptopipe_dagster.lib.simulator.faults import FaultSettings
+from cryptopipe_dagster.lib.simulator.state import SIM_STATE, SimState
+from cryptopipe_dagster.lib.simulator.venues.common import json_response
+
+
+def control_routes() -> list[web.RouteDef]:
+    """The /_sim routes."""
+    return [
+        web.get("/_sim/stats", stats),
+        web.get("/_sim/markets", markets),
+        web.post("/_sim/faults", set_faults),
+        web.post("/_sim/clock", set_clock),
+    ]
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /_sim/stats: requests served, faults injected per kind and per path, clock, fault plan."""
+    return json_response(describe(request.app[SIM_STATE]))
+
+
+def describe(state: SimState) -> dict:
+    """Stats plus the active configuration, JSON-ready."""
+    return {
+        **state.stats.snapshot(),
+        "clock": state.clock.describe(),
+        "fault_spec": state.faults.plan.spec,
+        "fault_settings": asdict(state.faults.settings),
+        "seed": state.faults.seed,
+    }
+
+
+async def markets(request: web.Request) -> web.Response:
+    """GET /_sim/markets: what is served, with the recorded range of each market."""
+    store = request.app[SIM_STATE].store
+    return json_response(
+        [
+            {
+                "exchange": m.exchange,
+                "symbol": m.symbol,
+                "timeframe_s": m.timeframe_s,
+                "bars": len(m.bars),
+                "first": iso_ms(int(m.bars.ts[0]) * 1000),
+                "last": iso_ms(int(m.bars.ts[-1]) * 1000),
+            }
+            for m in store.all_markets()
+        ]
+    )
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    """POST /_sim/faults {"spec": "...", optional retry_after_s, slow_seconds, include_markets}."""
+    state = request.app[SIM_STATE]
+    try:
+        body = await _json_object(request)
+        spec = body.get("spec", "")
+        if not isinstance(spec, str):
+            raise ValueError("spec must be a string")
+        settings = _settings(state.faults.settings, body)
+        state.faults.replace(spec, settings)
+    except ValueError as exc:
+        return json_response({"error": str(exc)}, 400)
+    return json_response({"spec": spec, "settings": asdict(state.faults.settings)})
+
+
+async def set_clock(request: web.Request) -> web.Response:
+    """POST /_sim/clock {"now": "ISO 8601" | null, optional "running": bool}."""
+    state = request.app[SIM_STATE]
+    try:
+        body = await _json_object(request)
+        if "now" not in body:
+            raise ValueError('expected {"now": "<ISO 8601>"} (null: back to the wall clock)')
+        state.clock.set(body["now"], running=bool(body.get("running", False)))
+    except ValueError as exc:
+        return json_response({"error": str(exc)}, 400)
+    return json_response(state.clock.describe())
+
+
+def _settings(current: FaultSettings, body: dict) -> FaultSettings:
+    changes = {}
+    for name in ("retry_after_s", "slow_seconds"):
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number")
+            changes[name] = float(value)
+    if "include_markets" in body:
+        changes["include_markets"] = bool(body["include_markets"])
+    return replace(current, **changes)
+
+
+async def _json_object(request: web.Request) -> dict:
+    try:
+        body = json.loads(await request.text() or "{}")
+    except ValueError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return body

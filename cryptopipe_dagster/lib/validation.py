@@ -1,0 +1,177 @@
+"""Run a Pandera schema over a whole frame and turn its failure cases into per-row reason codes.
+
+One bad row never fails a batch: `SchemaErrors.failure_cases` names the failing rows, those rows
+become dead letters, every other row stays valid. Only failures that name no row (a missing or
+extra column, a check that crashed) mean the batch itself has the wrong shape: SchemaDrift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from cryptopipe_dagster.lib.dead_letters import REASON_RANK, build_dead_letters, payload_json
+from cryptopipe_dagster.lib.errors import SchemaDrift
+
+# Dataframe-level checks are named after what must hold; the reason code names what went wrong.
+_DATAFRAME_CHECK_REASONS = {
+    "ohlc_consistent": "ohlc_inconsistent",
+    "ts_aligned_to_timeframe": "ts_misaligned",
+    "ts_not_in_future": "ts_in_future",
+}
+_PRICE_COLUMNS = frozenset({"open", "high", "low", "close", "price"})
+_SIGN_REASONS = {"amount": "non_positive_amount", "volume": "negative_volume"}
+_COERCION_CHECKS = ("coerce_dtype(", "dtype(")
+
+
+def reason_code_for(column: object, check: str) -> str:
+    """Stable snake_case reason code for one Pandera (column, check) failure."""
+    if check in _DATAFRAME_CHECK_REASONS:
+        return _DATAFRAME_CHECK_REASONS[check]
+    if check == "not_nullable":
+        return "null_value"
+    if check.startswith(_COERCION_CHECKS):
+        return "non_numeric_value" if column in _PRICE_COLUMNS | {"volume", "amount"} else "invalid_value"
+    if check.startswith("greater_than(0)"):
+        return "non_positive_price" if column in _PRICE_COLUMNS else _SIGN_REASONS.get(column, "invalid_value")
+    if check.startswith("greater_than_or_equal_to(0)"):
+        return _SIGN_REASONS.get(column, "invalid_value")
+    column_reasons = {"symbol": "invalid_symbol", "side": "invalid_side", "trade_id": "invalid_trade_id"}
+    if column in column_reasons:
+        return column_reasons[column]
+    if check.startswith(("str_matches(", "isin(", "str_length(")):
+        return "invalid_value"
+    return "schema_check_failed"
+
+
+def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate `df` (lazy) and return (passing rows coerced to `schema`, failures).
+
+    failures has one row per failing row label (index) with reason_code, check_name and
+    error_detail; when a row fails several checks the most fundamental reason is kept.
+    Raises SchemaDrift when a failure names no row (missing/extra column, a crashing check).
+    """
+    try:
+        return schema.validate(df, lazy=True), _no_failures()
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        coerced = err.data if err.data is not None else df
+    drift = cases[cases["index"].isna()]
+    if len(drift):
+        summary = "; ".join(f"{c}: {k} ({v})" for c, k, v in drift[["column", "check", "failure_case"]].values)
+        raise SchemaDrift(f"{schema.__name__} does not fit the batch: {summary[:500]}")
+    failures = _summarise(cases)
+    valid = coerced.loc[~coerced.index.isin(failures.index)]
+    if cases["check"].str.startswith(_COERCION_CHECKS).any():
+        # A column that could not be coerced as a whole is still raw; coerce the passing rows now.
+        valid = _revalidate(valid, schema)
+    return valid, failures
+
+
+def _revalidate(valid: pd.DataFrame, schema: type[pa.DataFrameModel]) -> pd.DataFrame:
+    try:
+        return schema.validate(valid, lazy=True)
+    except pa.errors.SchemaErrors as err:
+        raise SchemaDrift(f"{schema.__name__}: rows that passed failed again after coercion") from err
+
+
+def _summarise(cases: pd.DataFrame) -> pd.DataFrame:
+    # Dataframe-level checks report every column of a failing row; keep one line per (row, check).
+    is_frame_check = cases["check"].isin(list(_DATAFRAME_CHECK_REASONS))
+    cases = cases.assign(column=cases["column"].where(~is_frame_check, None))
+    cases = cases.drop_duplicates(subset=["index", "check", "column"])
+    pairs = cases[["column", "check"]].drop_duplicates()
+    pairs["reason_code"] = [reason_code_for(column, check) for column, check in pairs.values]
+    cases = cases.merge(pairs, on=["column", "check"], how="left")
+    cases["rank"] = cases["reason_code"].map(REASON_RANK).fillna(REASON_RANK["schema_check_failed"])
+    cases["check_name"] = np.where(cases["column"].isna(), cases["check"], cases["column"] + ":" + cases["check"])
+    failures_per_row = cases.groupby("index")["check"].transform("size")
+    value = cases["failure_case"].astype(str).str.slice(0, 80)
+    detail = np.where(cases["column"].isna(), "row failed " + cases["check"], cases["check_name"] + " failed for " + value)
+    extra = np.where(failures_per_row > 1, " (+" + (failures_per_row - 1).astype(str) + " other failed checks)", "")
+    cases["error_detail"] = pd.Series(detail, index=cases.index) + extra
+    first = cases.sort_values("rank", kind="stable").drop_duplicates(subset="index")
+    return first.set_index("index")[["reason_code", "check_name", "error_detail"]].rename_axis(None)
+
+
+def _no_failures() -> pd.DataFrame:
+    return pd.DataFrame({"reason_code": [], "check_name": [], "error_detail": []}, dtype=object)
+
+
+def validate_frame(
+    df: pd.DataFrame,
+    schema: type[pa.DataFrameModel],
+    *,
+    dataset: str,
+    source: str,
+    first_seen_at: pd.Timestamp | None = None,
+    payloads: pd.Series | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split `df` into (valid rows coerced to `schema`, dead letters for every failing row).
+
+    `payloads` (same index as `df`) holds each row's raw JSON as received; without it the row
+    itself is serialised. exchange/symbol/timeframe of a dead letter come from the row's columns
+    when the frame has them.
+    """
+    first_seen_at = first_seen_at if first_seen_at is not None else pd.Timestamp.now(tz="UTC")
+    valid, failures = find_failures(df, schema)
+    bad = df.loc[failures.index]
+    raw = payloads.loc[bad.index].tolist() if payloads is not None else payload_json(bad.to_dict("records"))
+    return valid, build_dead_letters(
+        dataset=dataset, source=source, exchange=_column_or(bad, "exchange", ""),
+        symbol=_column_or(bad, "symbol", None), timeframe=_column_or(bad, "timeframe", None),
+        reason_code=failures["reason_code"], check_name=failures["check_name"],
+        error_detail=failures["error_detail"], raw_payload=raw, first_seen_at=first_seen_at,
+    )  # fmt: skip
+
+
+def _column_or(frame: pd.DataFrame, column: str, default: object) -> list[object]:
+    if column not in frame:
+        return [default] * len(frame)
+    values = frame[column].astype(object)
+    return values.where(values.notna(), default).map(str, na_action="ignore").tolist()
+
+
+class RowRejections:
+    """Per-row rejection reasons collected across checks; a row keeps its most fundamental reason."""
+
+    _NOT_REJECTED = np.iinfo(np.int32).max
+
+    def __init__(self, labels: pd.Index) -> None:
+        self.labels = labels
+        self.rank = np.full(len(labels), self._NOT_REJECTED, dtype=np.int32)
+        self.reason = np.full(len(labels), None, dtype=object)
+        self.check = np.full(len(labels), None, dtype=object)
+        self.detail = np.full(len(labels), None, dtype=object)
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """Boolean mask of rows with at least one reason."""
+        return self.rank != self._NOT_REJECTED
+
+    def add(self, mask: np.ndarray, reason: str, check: str, message: str, values: pd.Series | None = None) -> None:
+        """Reject rows in `mask` for `reason` unless they already carry a more fundamental one."""
+        take = mask & (self.rank > REASON_RANK[reason])
+        if not take.any():
+            return
+        self.rank[take] = REASON_RANK[reason]
+        self.reason[take] = reason
+        self.check[take] = check
+        if values is None:
+            self.detail[take] = message
+        else:  # only the rejected values are formatted: this loop runs over bad rows, never all rows
+            self.detail[take] = [f"{message}: {value!r}"[:200] for value in values.to_numpy()[take]]
+
+    def add_failures(self, failures: pd.DataFrame) -> None:
+        """Merge the output of find_failures (indexed by the same labels)."""
+        if failures.empty:
+            return
+        positions = self.labels.get_indexer(failures.index)
+        unknown_rank = REASON_RANK["schema_check_failed"]
+        ranks = failures["reason_code"].map(REASON_RANK).fillna(unknown_rank).to_numpy(dtype=np.int32)
+        take = ranks < self.rank[positions]
+        positions = positions[take]
+        self.rank[positions] = ranks[take]
+        for column, target in (("reason_code", self.reason), ("check_name", self.check), ("error_detail", self.detail)):
+            target[positions] = failures[column].to_numpy()[take]

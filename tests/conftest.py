@@ -1,0 +1,45 @@
+"""Shared fixtures: the real recorded data, an isolated CRYPTOPIPE_HOME, the exchange simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cryptopipe_dagster.lib.settings import DEFAULT_DATA_DIR
+
+DATA_DIR = DEFAULT_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "coinbase_btcusd_1h.csv").exists():
+        pytest.fail(f"recorded market data not found at {DATA_DIR} (expected ../shared/data beside the repo)")
+    return DATA_DIR
+
+
+@pytest.fixture
+def cryptopipe_home(tmp_path, monkeypatch) -> Path:
+    """An empty CRYPTOPIPE_HOME (warehouse + Dagster instance) per test."""
+    home = tmp_path / "cryptopipe-home"
+    monkeypatch.setenv("CRYPTOPIPE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    return home
+
+
+@pytest.fixture(scope="session")
+def simulator(data_dir):
+    """One exchange simulator on a free loopback port for the whole session (no faults)."""
+    from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+
+    with SimulatorServer(data_dir, seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+def faulty_simulator(data_dir):
+    """A fresh simulator per test, so fault specs and request counters start clean."""
+    from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+
+    with SimulatorServer(data_dir, seed=11) as server:
+        yield server
