@@ -66,8 +66,12 @@ def run_backfill(job: dg.JobDefinition, instance: dg.DagsterInstance, spec: Back
                  console: Console | None = None) -> list[ChunkResult]:
     """Launch the runs, showing days done, rows, rate and ETA; returns one result per run."""
     console = console or Console()
-    run_config = {"ops": {ASSET_OP: {"config": {"symbols": list(spec.symbols),
-                                                "timeframes": list(spec.timeframes), "refetch": refetch}}}}
+    run_config = {
+        "ops": {ASSET_OP: {"config": {"symbols": list(spec.symbols), "timeframes": list(spec.timeframes),
+                                      "refetch": refetch}}},
+        # The progress bar is the terminal's view; every event still goes to the instance (the UI).
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
     chunks = day_chunks(spec.start, spec.end, days_per_run)
     results: list[ChunkResult] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),

@@ -78,7 +78,9 @@ def print_summary(settings: Settings, totals: dict[str, int], console: Console) 
     """Rows per market, dead letters, duplicates dropped, where the data lives, how to see it."""
     warehouse = DuckDBWarehouse(settings.duckdb_path)
     per_market = warehouse.query_df(
-        "select exchange, symbol, timeframe, count(*) as candles, min(ts) as first_ts, max(ts) as last_ts "
+        "select exchange, symbol, timeframe, count(*) as candles, "
+        "strftime(min(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as first_utc, "
+        "strftime(max(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as last_utc "
         "from raw.candles group by all order by all", {})
     table = Table(title="raw.candles")
     for column in per_market.columns:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class BackfillStats:
     gap_candles_repaired: int = 0
     skipped_complete: bool = False
     resumed_from: pd.Timestamp | None = None
+    dead_letter_reasons: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
     pending: list[pd.DataFrame] = field(default_factory=list, repr=False)
     pending_dead: list[pd.DataFrame] = field(default_factory=list, repr=False)
@@ -83,6 +85,13 @@ def exchange_now(exchange: ccxt.Exchange, retry: RetryPolicy = DEFAULT_RETRY) ->
         return wall
     server_ms = call_with_retries(exchange, exchange.fetch_time, what="fetch_time", policy=retry)
     return min(wall, pd.Timestamp(server_ms, unit="ms", tz="UTC")) if server_ms else wall
+
+
+def closed_until(now: pd.Timestamp, timeframe: str, end: pd.Timestamp) -> pd.Timestamp:
+    """min(end, open time of the candle still open at `now`): everything before it is final."""
+    step = pd.Timedelta(milliseconds=timeframe_ms(timeframe))
+    open_candle = pd.Timestamp((now.value // step.value) * step.value, tz="UTC")
+    return min(end, open_candle)
 
 
 def resume_point(checkpoint: Checkpoint | None, target: BackfillTarget) -> pd.Timestamp | None:
@@ -127,6 +136,8 @@ def _fetch_range(exchange: ccxt.Exchange, target: BackfillTarget, since: pd.Time
                  retry: RetryPolicy) -> None:
     """Paginate [since, end) into stats.pending; on_page(next_since) after each page."""
     step_ms, limit = timeframe_ms(target.timeframe), page_limit_of(exchange)
+    # Nothing at or after the open candle can be final: do not even ask for it.
+    end = closed_until(now, target.timeframe, end)
     since_ms, end_ms = int(since.value // 1_000_000), int(end.value // 1_000_000)
     while since_ms < end_ms:
         rows = call_with_retries(
@@ -141,6 +152,8 @@ def _fetch_range(exchange: ccxt.Exchange, target: BackfillTarget, since: pd.Time
         stats.duplicates_dropped += batch.duplicates_dropped
         stats.incomplete_dropped += batch.incomplete_dropped
         stats.dead_letters += len(batch.dead_letters)
+        if not batch.dead_letters.empty:
+            stats.dead_letter_reasons.update(batch.dead_letters["reason_code"].value_counts().to_dict())
         if batch.valid.empty:
             # Nothing usable: jump one page (an outage gap, or a page the gap repair will retry).
             since_ms += limit * step_ms
@@ -164,19 +177,18 @@ def backfill_candles(exchange: ccxt.Exchange, warehouse: Warehouse, target: Back
     if since > target.start:
         stats.resumed_from = since
     covered_from = checkpoint.window_start if since > target.start and checkpoint else target.start
-    step = pd.Timedelta(milliseconds=timeframe_ms(target.timeframe))
     # Never checkpoint past the last closed candle: the open one must be fetched again next time.
-    closed_until = min(target.end, now.floor(step) if step <= pd.Timedelta(days=1) else now)
+    final_until = closed_until(now, target.timeframe, target.end)
 
     def on_page(next_since: pd.Timestamp) -> None:
         if progress:
             progress(target, next_since, stats.rows_loaded + sum(len(f) for f in stats.pending))
         if sum(len(f) for f in stats.pending) >= flush_rows:
-            through = min(next_since, closed_until)
+            through = min(next_since, final_until)
             _flush(warehouse, stats, _checkpoint(target, covered_from, through, run_id))
 
     _fetch_range(exchange, target, since, target.end, now, stats, on_page, retry)
-    _flush(warehouse, stats, _checkpoint(target, covered_from, max(closed_until, covered_from), run_id))
+    _flush(warehouse, stats, _checkpoint(target, covered_from, max(final_until, covered_from), run_id))
     repair_gaps(exchange, warehouse, target, now=now, stats=stats, retry=retry)
     stats.elapsed_s = time.monotonic() - started
     log.info("backfill_done exchange=%s symbol=%s timeframe=%s inserted=%d updated=%d dead_letters=%d "
@@ -190,7 +202,7 @@ def repair_gaps(exchange: ccxt.Exchange, warehouse: Warehouse, target: BackfillT
                 now: pd.Timestamp, stats: BackfillStats, retry: RetryPolicy = DEFAULT_RETRY) -> None:
     """Re-fetch each missing span once: transient faults heal, real outages stay reported gaps."""
     step = pd.Timedelta(milliseconds=timeframe_ms(target.timeframe))
-    end = min(target.end, now.floor(step) if step <= pd.Timedelta(days=1) else now)
+    end = closed_until(now, target.timeframe, target.end)
     present = warehouse.candle_timestamps(target.exchange, target.symbol, target.timeframe, target.start, end)
     if present.empty:
         return

@@ -71,7 +71,9 @@ def _parse_mixed(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     types = raw.map(type, na_action="ignore")
     is_number = types.isin(_NUMBER_TYPES).to_numpy()
     if is_number.any():
-        values[is_number] = pd.to_numeric(raw[is_number], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+        values[is_number] = pd.to_numeric(raw[is_number], errors="coerce").to_numpy(
+            np.float64, na_value=np.nan
+        )
     is_text = types.isin(_TEXT_TYPES).to_numpy()
     if is_text.any():
         text = raw[is_text].astype(str)
@@ -110,12 +112,16 @@ def coerce_epoch_ms(raw: pd.Series) -> EpochColumn:
         ns = stamps.astype("datetime64[ns, UTC]").array.asi8
         in_range = ~null & (ns >= MIN_EPOCH_MS * 1_000_000) & (ns < MAX_EPOCH_MS * 1_000_000)
         return EpochColumn(
-            ns=np.where(in_range, ns, 0), null=null, non_numeric=np.zeros(len(raw), dtype=bool),
+            ns=np.where(in_range, ns, 0),
+            null=null,
+            non_numeric=np.zeros(len(raw), dtype=bool),
             out_of_range=~null & ~in_range,
-        )  # fmt: skip
+        )
     column = coerce_numeric(raw)
     ms, null, non_numeric = column.values, column.null, column.non_numeric
     in_range = (ms >= MIN_EPOCH_MS) & (ms < MAX_EPOCH_MS) & (np.floor(ms) == ms)
     # Multiply in int64: a float product of 1.7e12 * 1e6 is past 2**53 and would be rounded.
     ns = np.where(in_range, ms, 0).astype(np.int64) * 1_000_000
-    return EpochColumn(ns=ns, null=null, non_numeric=non_numeric, out_of_range=~null & ~non_numeric & ~in_range)
+    return EpochColumn(
+        ns=ns, null=null, non_numeric=non_numeric, out_of_range=~null & ~non_numeric & ~in_range
+    )

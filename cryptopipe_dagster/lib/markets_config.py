@@ -107,10 +107,20 @@ def _parse_backfill(entry: object, index: int, exchanges: dict[str, ExchangeMark
     return spec
 
 
+class _StringDatesLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so a bad date is reported by value, not by a crash."""
+
+
+_StringDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_markets_config(path: Path) -> MarketsConfig:
     """Load and validate the markets file; every error names the file and the bad value."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.load(Path(path).read_text(), Loader=_StringDatesLoader)  # noqa: S506 - a SafeLoader
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read markets file {path}: {error}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("exchanges"), dict) or not raw["exchanges"]:

@@ -14,6 +14,8 @@ Rules:
   batch wins (an exchange revising a candle sends the newer values later), every other copy is
   counted in ``duplicates_dropped``, and the copies whose values differ from the kept row are also
   counted in ``conflicting_duplicates``.
+- ``now`` (default: wall clock) decides incomplete/future; the schema's own ``ts_not_in_future``
+  check still runs against the wall clock as a backstop. Precision policy: see ``schemas.py``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import pandas as pd
 from cryptopipe_dagster.lib.dead_letters import build_dead_letters, empty_dead_letters, payload_json
 from cryptopipe_dagster.lib.errors import SchemaDrift
 from cryptopipe_dagster.lib.normalize_common import (
+    as_utc,
     check_exchange_and_source,
     check_numeric_columns,
     check_timestamps,
     constant_text,
-    utc_now,
     utc_timestamps,
 )
 from cryptopipe_dagster.lib.normalize_trades import TradeBatch, normalize_trades
@@ -41,9 +43,13 @@ from cryptopipe_dagster.lib.timeframes import timeframe_seconds
 from cryptopipe_dagster.lib.validation import RowRejections, find_failures, validate_frame
 
 __all__ = [
-    "CandleBatch", "TradeBatch", "normalize_ohlcv", "normalize_candles_frame", "normalize_trades",
+    "CandleBatch",
+    "TradeBatch",
+    "normalize_ohlcv",
+    "normalize_candles_frame",
+    "normalize_trades",
     "validate_frame",
-]  # fmt: skip
+]
 
 CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
 VALUE_FIELDS = CANDLE_FIELDS[1:]
@@ -78,9 +84,7 @@ class _Market:
 def _market(exchange, symbol, timeframe, source, now, ingested_at) -> _Market:
     check_exchange_and_source(exchange, source)
     timeframe_seconds(timeframe)  # raises InvalidTimeframe
-    now = pd.Timestamp(now).tz_convert("UTC") if now is not None else utc_now()
-    ingested_at = pd.Timestamp(ingested_at).tz_convert("UTC") if ingested_at is not None else utc_now()
-    return _Market(exchange, canonical_symbol(symbol), timeframe, source, now, ingested_at)
+    return _Market(exchange, canonical_symbol(symbol), timeframe, source, as_utc(now), as_utc(ingested_at))
 
 
 def normalize_ohlcv(
@@ -120,7 +124,9 @@ def normalize_candles_frame(
     if missing:
         raise SchemaDrift(f"candle frame lacks columns {missing}; has {list(df.columns)}")
     raw = df[list(CANDLE_FIELDS)].reset_index(drop=True)
-    return _normalize(raw, np.empty(0, dtype=np.int64), market, lambda positions: _frame_payloads(df, positions))
+    return _normalize(
+        raw, np.empty(0, dtype=np.int64), market, lambda positions: _frame_payloads(df, positions)
+    )
 
 
 def _frame_payloads(df: pd.DataFrame, positions: np.ndarray) -> list[str]:
@@ -136,9 +142,13 @@ def _ohlcv_frame(rows: list | tuple) -> tuple[pd.DataFrame, np.ndarray]:
     if grid is not None and grid.ndim == 2 and grid.shape[1] == len(CANDLE_FIELDS):
         return pd.DataFrame(grid, columns=list(CANDLE_FIELDS)), np.empty(0, dtype=np.int64)
     # Hostile batch: find the rows that are not a 6-item list/tuple (only now, never on the fast path).
-    shaped = np.fromiter((isinstance(r, list | tuple) and len(r) == 6 for r in rows), dtype=bool, count=len(rows))
+    shaped = np.fromiter(
+        (isinstance(r, list | tuple) and len(r) == 6 for r in rows), dtype=bool, count=len(rows)
+    )
     positions = np.flatnonzero(shaped)
-    frame = pd.DataFrame([rows[i] for i in positions], columns=list(CANDLE_FIELDS), index=positions, dtype=object)
+    frame = pd.DataFrame(
+        [rows[i] for i in positions], columns=list(CANDLE_FIELDS), index=positions, dtype=object
+    )
     return frame, np.flatnonzero(~shaped)
 
 
@@ -171,7 +181,9 @@ def _candle_frame(index: pd.Index, ts_ns: np.ndarray, values: dict, market: _Mar
         "source": constant_text(market.source, n),
         "ingested_at": utc_timestamps(np.full(n, market.ingested_at.value, dtype=np.int64)),
     }
-    return pd.DataFrame({name: pd.Series(column, index=index) for name, column in columns.items()}, copy=False)
+    return pd.DataFrame(
+        {name: pd.Series(column, index=index) for name, column in columns.items()}, copy=False
+    )
 
 
 def _dedup_last(valid: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
@@ -203,15 +215,32 @@ def _candle_dead_letters(
         return empty_dead_letters()
     positions = np.concatenate([malformed, rejections.labels.to_numpy()[rejected]]).astype(np.int64)
     n_malformed = len(malformed)
-    reasons = np.concatenate([np.full(n_malformed, "malformed_row", dtype=object), rejections.reason[rejected]])
-    checks = np.concatenate([np.full(n_malformed, "row:six_values", dtype=object), rejections.check[rejected]])
-    details = np.concatenate([
-        np.full(n_malformed, "row is not a list of 6 values [ts, open, high, low, close, volume]", dtype=object),
-        rejections.detail[rejected],
-    ])  # fmt: skip
+    reasons = np.concatenate(
+        [np.full(n_malformed, "malformed_row", dtype=object), rejections.reason[rejected]]
+    )
+    checks = np.concatenate(
+        [np.full(n_malformed, "row:six_values", dtype=object), rejections.check[rejected]]
+    )
+    details = np.concatenate(
+        [
+            np.full(
+                n_malformed,
+                "row is not a list of 6 values [ts, open, high, low, close, volume]",
+                dtype=object,
+            ),
+            rejections.detail[rejected],
+        ]
+    )
     order = np.argsort(positions, kind="stable")  # dead letters in input order
     return build_dead_letters(
-        dataset="candles", exchange=market.exchange, symbol=market.symbol, timeframe=market.timeframe,
-        source=market.source, reason_code=reasons[order], check_name=checks[order],
-        error_detail=details[order], raw_payload=payload_of(positions[order]), first_seen_at=market.ingested_at,
-    )  # fmt: skip
+        dataset="candles",
+        exchange=market.exchange,
+        symbol=market.symbol,
+        timeframe=market.timeframe,
+        source=market.source,
+        reason_code=reasons[order],
+        check_name=checks[order],
+        error_detail=details[order],
+        raw_payload=payload_of(positions[order]),
+        first_seen_at=market.ingested_at,
+    )

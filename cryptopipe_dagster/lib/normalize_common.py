@@ -24,6 +24,14 @@ def utc_now() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC")
 
 
+def as_utc(value: pd.Timestamp | str | None) -> pd.Timestamp:
+    """`value` as a UTC Timestamp (naive values are taken to be UTC); None means now."""
+    if value is None:
+        return utc_now()
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def check_exchange_and_source(exchange: str, source: str) -> None:
     """Raise ConfigError for an exchange id or source the schemas would reject on every row."""
     if not isinstance(exchange, str) or not re.fullmatch(EXCHANGE_PATTERN, exchange):
@@ -38,10 +46,20 @@ def check_numeric_columns(raw: pd.DataFrame, columns: tuple[str, ...], rejection
     for column in columns:
         parsed = coerce_numeric(raw[column])
         rejections.add(parsed.null, "null_value", f"{column}:not_nullable", f"{column} is missing")
-        rejections.add(parsed.non_numeric, "non_numeric_value", f"{column}:finite_number",
-                       f"{column} is not a finite number", raw[column])  # fmt: skip
-        rejections.add(parsed.imprecise, "precision_exceeded", f"{column}:max_15_significant_digits",
-                       f"{column} would be rounded by float64", raw[column])  # fmt: skip
+        rejections.add(
+            parsed.non_numeric,
+            "non_numeric_value",
+            f"{column}:finite_number",
+            f"{column} is not a finite number",
+            raw[column],
+        )
+        rejections.add(
+            parsed.imprecise,
+            "precision_exceeded",
+            f"{column}:max_15_significant_digits",
+            f"{column} would be rounded by float64",
+            raw[column],
+        )
         values[column] = parsed.values
     return values
 
@@ -51,8 +69,13 @@ def check_timestamps(raw_ts: pd.Series, now: pd.Timestamp, rejections: RowReject
     ts = coerce_epoch_ms(raw_ts)
     rejections.add(ts.null, "null_value", "ts:not_nullable", "ts is missing")
     rejections.add(ts.non_numeric, "non_numeric_value", "ts:finite_number", "ts is not a number", raw_ts)
-    rejections.add(ts.out_of_range, "ts_out_of_range", "ts:ms_epoch_2009_to_2100",
-                   "ts is not a whole-ms epoch in [2009-01-03, 2100-01-01)", raw_ts)  # fmt: skip
+    rejections.add(
+        ts.out_of_range,
+        "ts_out_of_range",
+        "ts:ms_epoch_2009_to_2100",
+        "ts is not a whole-ms epoch in [2009-01-03, 2100-01-01)",
+        raw_ts,
+    )
     future = ~rejections.rejected & (ts.ns > (now + CLOCK_SKEW).value)
     rejections.add(future, "ts_in_future", "ts_not_in_future", f"ts is after now={now.isoformat()}", raw_ts)
     return ts.ns

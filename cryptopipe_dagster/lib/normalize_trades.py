@@ -21,11 +21,11 @@ import pandas as pd
 from cryptopipe_dagster.lib.dead_letters import build_dead_letters, empty_dead_letters, payload_json
 from cryptopipe_dagster.lib.errors import InvalidSymbol, SchemaDrift
 from cryptopipe_dagster.lib.normalize_common import (
+    as_utc,
     check_exchange_and_source,
     check_numeric_columns,
     check_timestamps,
     constant_text,
-    utc_now,
     utc_timestamps,
 )
 from cryptopipe_dagster.lib.schemas import Text, TradeSchema
@@ -33,6 +33,7 @@ from cryptopipe_dagster.lib.symbols import canonical_symbol
 from cryptopipe_dagster.lib.validation import RowRejections, find_failures
 
 TRADE_FIELDS = ("id", "timestamp", "symbol", "price", "amount", "side")
+_NOT_TEXT = "<not text>"  # stands in for a non-text symbol value; canonical_symbol rejects it
 
 
 @dataclass(frozen=True)
@@ -61,47 +62,66 @@ def normalize_trades(
     check_exchange_and_source(exchange, source)
     if not isinstance(trades, list | tuple):
         raise SchemaDrift(f"trades payload is {type(trades).__name__}, expected a list of dicts")
-    now = pd.Timestamp(now).tz_convert("UTC") if now is not None else utc_now()
-    ingested_at = pd.Timestamp(ingested_at).tz_convert("UTC") if ingested_at is not None else utc_now()
+    now, ingested_at = as_utc(now), as_utc(ingested_at)
     is_dict = np.fromiter((isinstance(t, dict) for t in trades), dtype=bool, count=len(trades))
     positions = np.flatnonzero(is_dict)
     records = trades if is_dict.all() else [trades[i] for i in positions]
     raw = pd.DataFrame(list(records), columns=list(TRADE_FIELDS), index=positions)
     rejections = RowRejections(raw.index)
-    ts_ns = check_timestamps(raw["timestamp"], now, rejections)
-    values = check_numeric_columns(raw, ("price", "amount"), rejections)
-    symbols = _canonical_symbols(raw["symbol"], rejections)
-    side = _sides(raw["side"])
-    trade_id = _trade_ids(raw["id"], rejections)
-    keep = ~rejections.rejected
-    n = int(keep.sum())
-    frame = pd.DataFrame(
-        {
-            "exchange": constant_text(exchange, n),
-            "symbol": pd.array(symbols[keep], dtype=Text),
-            "trade_id": pd.array(trade_id[keep], dtype=Text),
-            "ts": utc_timestamps(ts_ns[keep]),
-            "price": values["price"][keep],
-            "amount": values["amount"][keep],
-            "side": pd.array(side[keep], dtype=Text),
-            "source": constant_text(source, n),
-            "ingested_at": utc_timestamps(np.full(n, ingested_at.value, dtype=np.int64)),
-        },
-        index=raw.index[keep],
-    )
-    frame["trade_id"] = _fill_synthetic_ids(frame)
+    columns = _trade_columns(raw, now, rejections)
+    frame = _trade_frame(columns, ~rejections.rejected, raw.index, exchange, source, ingested_at)
     valid, failures = find_failures(frame, TradeSchema)
     rejections.add_failures(failures)
     before = len(valid)
     valid = valid.loc[~valid.duplicated(subset=["symbol", "trade_id"], keep="last")]
     valid = valid.sort_values("ts", kind="stable").reset_index(drop=True)
-    dead = _trade_dead_letters(trades, np.flatnonzero(~is_dict), rejections, symbols, exchange, source, ingested_at)
+    dead = _trade_dead_letters(
+        trades, np.flatnonzero(~is_dict), rejections, columns["symbol"], exchange, source, ingested_at
+    )
     return TradeBatch(valid=valid, dead_letters=dead, duplicates_dropped=before - len(valid))
+
+
+def _trade_columns(raw: pd.DataFrame, now: pd.Timestamp, rejections: RowRejections) -> dict[str, np.ndarray]:
+    """Every field coerced over the whole batch; refused values are recorded in `rejections`."""
+    numbers = check_numeric_columns(raw, ("price", "amount"), rejections)
+    return {
+        "symbol": _canonical_symbols(raw["symbol"], rejections),
+        "trade_id": _trade_ids(raw["id"], rejections),
+        "ts": check_timestamps(raw["timestamp"], now, rejections),
+        **numbers,
+        "side": _sides(raw["side"]),
+    }
+
+
+def _trade_frame(
+    columns: dict, keep: np.ndarray, index: pd.Index, exchange: str, source: str, ingested_at: pd.Timestamp
+) -> pd.DataFrame:
+    n = int(keep.sum())
+    frame = pd.DataFrame(
+        {
+            "exchange": constant_text(exchange, n),
+            "symbol": pd.array(columns["symbol"][keep], dtype=Text),
+            "trade_id": pd.array(columns["trade_id"][keep], dtype=Text),
+            "ts": utc_timestamps(columns["ts"][keep]),
+            "price": columns["price"][keep],
+            "amount": columns["amount"][keep],
+            "side": pd.array(columns["side"][keep], dtype=Text),
+            "source": constant_text(source, n),
+            "ingested_at": utc_timestamps(np.full(n, ingested_at.value, dtype=np.int64)),
+        },
+        index=index[keep],
+    )
+    frame["trade_id"] = _fill_synthetic_ids(frame)
+    return frame
 
 
 def _canonical_symbols(raw: pd.Series, rejections: RowRejections) -> np.ndarray:
     """Canonical pair per row (None where unreadable), parsing each distinct spelling once."""
-    codes, uniques = pd.factorize(raw)
+    text = raw
+    if pd.api.types.infer_dtype(raw, skipna=True) not in ("string", "empty"):
+        # Lists or dicts cannot even be hashed for factorize; anything but text is unreadable.
+        text = raw.where(raw.map(type, na_action="ignore").isin([str]) | raw.isna(), other=_NOT_TEXT)
+    codes, uniques = pd.factorize(text)
     canonical = np.full(len(uniques) + 1, None, dtype=object)  # last slot: factorize's -1 (null)
     for i, value in enumerate(uniques):
         try:
@@ -111,8 +131,13 @@ def _canonical_symbols(raw: pd.Series, rejections: RowRejections) -> np.ndarray:
     result = canonical[codes]
     null = raw.isna().to_numpy()
     rejections.add(null, "null_value", "symbol:not_nullable", "symbol is missing")
-    rejections.add(~null & (result == None), "invalid_symbol", "symbol:canonical_pair",  # noqa: E711
-                   "symbol is not a BASE/QUOTE pair", raw)  # fmt: skip
+    rejections.add(
+        ~null & pd.isna(result),
+        "invalid_symbol",
+        "symbol:canonical_pair",
+        "symbol is not a BASE/QUOTE pair",
+        raw,
+    )
     return result
 
 
@@ -130,8 +155,13 @@ def _trade_ids(raw: pd.Series, rejections: RowRejections) -> np.ndarray:
     is_text = types.isin([str, np.str_]).to_numpy()
     is_int = types.isin([int, np.int64, np.int32]).to_numpy()
     usable = is_text | is_int
-    rejections.add(raw.notna().to_numpy() & ~usable, "invalid_trade_id", "trade_id:text_or_integer",
-                   "trade id is neither text nor an integer", raw)  # fmt: skip
+    rejections.add(
+        raw.notna().to_numpy() & ~usable,
+        "invalid_trade_id",
+        "trade_id:text_or_integer",
+        "trade id is neither text nor an integer",
+        raw,
+    )
     ids = raw.astype(object).where(usable, None).map(str, na_action="ignore").to_numpy(dtype=object)
     return np.where(pd.isna(ids) | (ids == ""), None, ids)
 
@@ -145,7 +175,9 @@ def _fill_synthetic_ids(frame: pd.DataFrame) -> pd.Series:
     return frame["trade_id"].astype(object).where(~missing, synthetic).astype(Text)
 
 
-def _trade_dead_letters(trades, not_dicts, rejections, symbols, exchange, source, ingested_at) -> pd.DataFrame:
+def _trade_dead_letters(
+    trades, not_dicts, rejections, symbols, exchange, source, ingested_at
+) -> pd.DataFrame:
     rejected = np.flatnonzero(rejections.rejected)
     if not len(rejected) and not len(not_dicts):
         return empty_dead_letters()
@@ -153,11 +185,19 @@ def _trade_dead_letters(trades, not_dicts, rejections, symbols, exchange, source
     k = len(not_dicts)
     reasons = np.concatenate([np.full(k, "malformed_row", dtype=object), rejections.reason[rejected]])
     checks = np.concatenate([np.full(k, "record:is_dict", dtype=object), rejections.check[rejected]])
-    details = np.concatenate([np.full(k, "trade record is not a dict", dtype=object), rejections.detail[rejected]])
+    details = np.concatenate(
+        [np.full(k, "trade record is not a dict", dtype=object), rejections.detail[rejected]]
+    )
     pair = np.concatenate([np.full(k, None, dtype=object), symbols[rejected]])
     order = np.argsort(positions, kind="stable")
     return build_dead_letters(
-        dataset="trades", exchange=exchange, source=source, symbol=pair[order].tolist(),
-        reason_code=reasons[order], check_name=checks[order], error_detail=details[order],
-        raw_payload=payload_json(trades[i] for i in positions[order]), first_seen_at=ingested_at,
-    )  # fmt: skip
+        dataset="trades",
+        exchange=exchange,
+        source=source,
+        symbol=pair[order].tolist(),
+        reason_code=reasons[order],
+        check_name=checks[order],
+        error_detail=details[order],
+        raw_payload=payload_json(trades[i] for i in positions[order]),
+        first_seen_at=ingested_at,
+    )

@@ -51,14 +51,33 @@ _KRAKEN_ASSETS = frozenset(code for code in ALIASES if len(code) == 4)
 KNOWN_QUOTES: tuple[str, ...] = tuple(
     sorted(
         {
-            "USDT", "USDC", "BUSD", "TUSD", "FDUSD", "USDP", "DAI", "PYUSD",
-            "USD", "EUR", "GBP", "JPY", "AUD", "CAD", "CHF", "TRY", "BRL", "KRW",
-            "BTC", "XBT", "ETH", "BNB",
+            "USDT",
+            "USDC",
+            "BUSD",
+            "TUSD",
+            "FDUSD",
+            "USDP",
+            "DAI",
+            "PYUSD",
+            "USD",
+            "EUR",
+            "GBP",
+            "JPY",
+            "AUD",
+            "CAD",
+            "CHF",
+            "TRY",
+            "BRL",
+            "KRW",
+            "BTC",
+            "XBT",
+            "ETH",
+            "BNB",
         },
         key=len,
         reverse=True,
     )
-)  # fmt: skip
+)
 
 _SIDE = re.compile(r"[A-Z0-9]+")
 _SEPARATORS = re.compile(r"[/\-_]")

@@ -7,12 +7,16 @@ extra column, a check that crashed) mean the batch itself has the wrong shape: S
 
 from __future__ import annotations
 
+import copy
+import functools
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
 from cryptopipe_dagster.lib.dead_letters import REASON_RANK, build_dead_letters, payload_json
 from cryptopipe_dagster.lib.errors import SchemaDrift
+from cryptopipe_dagster.lib.schemas import ROW_CHECKS
 
 # Dataframe-level checks are named after what must hold; the reason code names what went wrong.
 _DATAFRAME_CHECK_REASONS = {
@@ -34,7 +38,9 @@ def reason_code_for(column: object, check: str) -> str:
     if check.startswith(_COERCION_CHECKS):
         return "non_numeric_value" if column in _PRICE_COLUMNS | {"volume", "amount"} else "invalid_value"
     if check.startswith("greater_than(0)"):
-        return "non_positive_price" if column in _PRICE_COLUMNS else _SIGN_REASONS.get(column, "invalid_value")
+        return (
+            "non_positive_price" if column in _PRICE_COLUMNS else _SIGN_REASONS.get(column, "invalid_value")
+        )
     if check.startswith("greater_than_or_equal_to(0)"):
         return _SIGN_REASONS.get(column, "invalid_value")
     column_reasons = {"symbol": "invalid_symbol", "side": "invalid_side", "trade_id": "invalid_trade_id"}
@@ -46,23 +52,33 @@ def reason_code_for(column: object, check: str) -> str:
 
 
 def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate `df` (lazy) and return (passing rows coerced to `schema`, failures).
+    """Validate `df` (lazy; its index must be unique) and return (passing rows coerced, failures).
 
     failures has one row per failing row label (index) with reason_code, check_name and
     error_detail; when a row fails several checks the most fundamental reason is kept.
     Raises SchemaDrift when a failure names no row (missing/extra column, a crashing check).
     """
-    try:
-        return schema.validate(df, lazy=True), _no_failures()
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases
-        coerced = err.data if err.data is not None else df
+    coerced = _coerced_or_none(df, schema)
+    row_checks = ROW_CHECKS.get(schema, {}) if coerced is not None else {}
+    failed_rows, row_cases = _run_row_checks(coerced, row_checks) if row_checks else (None, None)
+    if failed_rows is None or not failed_rows.any():
+        valid, cases = _pandera_cases(df if coerced is None else coerced, _full_schema(schema))
+    else:
+        # Rows failing a dataframe-level check skip those checks in Pandera (see schemas.ROW_CHECKS)
+        # but still get every column check, so the most fundamental reason is still the one kept.
+        valid, clean_cases = _pandera_cases(coerced.loc[~failed_rows], _full_schema(schema))
+        _, dirty_cases = _pandera_cases(coerced.loc[failed_rows], _column_schema(schema))
+        cases = pd.concat([clean_cases, dirty_cases, row_cases], ignore_index=True)
+    if cases.empty:
+        return valid, _no_failures()
     drift = cases[cases["index"].isna()]
     if len(drift):
-        summary = "; ".join(f"{c}: {k} ({v})" for c, k, v in drift[["column", "check", "failure_case"]].values)
+        summary = "; ".join(
+            f"{c}: {k} ({v})" for c, k, v in drift[["column", "check", "failure_case"]].values
+        )
         raise SchemaDrift(f"{schema.__name__} does not fit the batch: {summary[:500]}")
     failures = _summarise(cases)
-    valid = coerced.loc[~coerced.index.isin(failures.index)]
+    valid = valid.loc[~valid.index.isin(failures.index)]
     if cases["check"].str.startswith(_COERCION_CHECKS).any():
         # A column that could not be coerced as a whole is still raw; coerce the passing rows now.
         valid = _revalidate(valid, schema)
@@ -71,9 +87,52 @@ def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd
 
 def _revalidate(valid: pd.DataFrame, schema: type[pa.DataFrameModel]) -> pd.DataFrame:
     try:
-        return schema.validate(valid, lazy=True)
+        return _full_schema(schema).validate(valid, lazy=True)
     except pa.errors.SchemaErrors as err:
         raise SchemaDrift(f"{schema.__name__}: rows that passed failed again after coercion") from err
+
+
+@functools.cache
+def _full_schema(schema: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    return schema.to_schema()
+
+
+@functools.cache
+def _column_schema(schema: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    columns_only = copy.deepcopy(schema.to_schema())
+    columns_only.checks = []
+    return columns_only
+
+
+def _coerced_or_none(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> pd.DataFrame | None:
+    """`df` with the schema's dtypes, or None when some value cannot be coerced (Pandera reports it)."""
+    if list(df.columns) != list(_full_schema(schema).columns):
+        return None
+    try:
+        return _full_schema(schema).coerce_dtype(df)
+    except (pa.errors.SchemaError, pa.errors.SchemaErrors):
+        return None
+
+
+def _run_row_checks(df: pd.DataFrame, checks: dict) -> tuple[np.ndarray, pd.DataFrame]:
+    failed = np.zeros(len(df), dtype=bool)
+    parts = []
+    for name, check in checks.items():
+        failing = ~np.asarray(check(df), dtype=bool)
+        failed |= failing
+        labels = df.index[failing]
+        parts.append(pd.DataFrame({"index": labels, "column": None, "check": name, "failure_case": False}))
+    return failed, pd.concat(parts, ignore_index=True)
+
+
+def _pandera_cases(df: pd.DataFrame, schema: pa.DataFrameSchema) -> tuple[pd.DataFrame, pd.DataFrame]:
+    try:
+        return schema.validate(df, lazy=True), pd.DataFrame(
+            columns=["index", "column", "check", "failure_case"]
+        )
+    except pa.errors.SchemaErrors as err:
+        coerced = err.data if err.data is not None else df
+        return coerced, err.failure_cases[["index", "column", "check", "failure_case"]]
 
 
 def _summarise(cases: pd.DataFrame) -> pd.DataFrame:
@@ -85,11 +144,17 @@ def _summarise(cases: pd.DataFrame) -> pd.DataFrame:
     pairs["reason_code"] = [reason_code_for(column, check) for column, check in pairs.values]
     cases = cases.merge(pairs, on=["column", "check"], how="left")
     cases["rank"] = cases["reason_code"].map(REASON_RANK).fillna(REASON_RANK["schema_check_failed"])
-    cases["check_name"] = np.where(cases["column"].isna(), cases["check"], cases["column"] + ":" + cases["check"])
+    cases["check_name"] = np.where(
+        cases["column"].isna(), cases["check"], cases["column"] + ":" + cases["check"]
+    )
     failures_per_row = cases.groupby("index")["check"].transform("size")
     value = cases["failure_case"].astype(str).str.slice(0, 80)
-    detail = np.where(cases["column"].isna(), "row failed " + cases["check"], cases["check_name"] + " failed for " + value)
-    extra = np.where(failures_per_row > 1, " (+" + (failures_per_row - 1).astype(str) + " other failed checks)", "")
+    detail = np.where(
+        cases["column"].isna(), "row failed " + cases["check"], cases["check_name"] + " failed for " + value
+    )
+    extra = np.where(
+        failures_per_row > 1, " (+" + (failures_per_row - 1).astype(str) + " other failed checks)", ""
+    )
     cases["error_detail"] = pd.Series(detail, index=cases.index) + extra
     first = cases.sort_values("rank", kind="stable").drop_duplicates(subset="index")
     return first.set_index("index")[["reason_code", "check_name", "error_detail"]].rename_axis(None)
@@ -115,15 +180,25 @@ def validate_frame(
     when the frame has them.
     """
     first_seen_at = first_seen_at if first_seen_at is not None else pd.Timestamp.now(tz="UTC")
+    if not df.index.is_unique:
+        # Failure cases name rows by index label: each label must name exactly one row.
+        df = df.reset_index(drop=True)
+        payloads = payloads.reset_index(drop=True) if payloads is not None else None
     valid, failures = find_failures(df, schema)
     bad = df.loc[failures.index]
     raw = payloads.loc[bad.index].tolist() if payloads is not None else payload_json(bad.to_dict("records"))
     return valid, build_dead_letters(
-        dataset=dataset, source=source, exchange=_column_or(bad, "exchange", ""),
-        symbol=_column_or(bad, "symbol", None), timeframe=_column_or(bad, "timeframe", None),
-        reason_code=failures["reason_code"], check_name=failures["check_name"],
-        error_detail=failures["error_detail"], raw_payload=raw, first_seen_at=first_seen_at,
-    )  # fmt: skip
+        dataset=dataset,
+        source=source,
+        exchange=_column_or(bad, "exchange", ""),
+        symbol=_column_or(bad, "symbol", None),
+        timeframe=_column_or(bad, "timeframe", None),
+        reason_code=failures["reason_code"],
+        check_name=failures["check_name"],
+        error_detail=failures["error_detail"],
+        raw_payload=raw,
+        first_seen_at=first_seen_at,
+    )
 
 
 def _column_or(frame: pd.DataFrame, column: str, default: object) -> list[object]:
@@ -150,7 +225,9 @@ class RowRejections:
         """Boolean mask of rows with at least one reason."""
         return self.rank != self._NOT_REJECTED
 
-    def add(self, mask: np.ndarray, reason: str, check: str, message: str, values: pd.Series | None = None) -> None:
+    def add(
+        self, mask: np.ndarray, reason: str, check: str, message: str, values: pd.Series | None = None
+    ) -> None:
         """Reject rows in `mask` for `reason` unless they already carry a more fundamental one."""
         take = mask & (self.rank > REASON_RANK[reason])
         if not take.any():
@@ -173,5 +250,9 @@ class RowRejections:
         take = ranks < self.rank[positions]
         positions = positions[take]
         self.rank[positions] = ranks[take]
-        for column, target in (("reason_code", self.reason), ("check_name", self.check), ("error_detail", self.detail)):
+        for column, target in (
+            ("reason_code", self.reason),
+            ("check_name", self.check),
+            ("error_detail", self.detail),
+        ):
             target[positions] = failures[column].to_numpy()[take]

@@ -68,4 +68,4 @@ def test_bad_symbol_in_run_config_fails_with_the_value_named(resources):
                             run_config={"ops": {OP: {"config": {"symbols": ["BTC-USD"]}}}})
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "BTC-USD" in str(failure.step_failure_data.error.message)
+    assert "invalid symbol 'BTC-USD'" in failure.step_failure_data.error.to_string()

@@ -1,6 +1,5 @@
 """raw/candles: historical OHLCV over REST (ccxt) into the warehouse, one run per (days, exchange)."""
 
-from __future__ import annotations
 
 import time
 
@@ -11,6 +10,7 @@ from cryptopipe_dagster.defs.historical.partitions import backfill_policy, daily
 from cryptopipe_dagster.defs.quality import candle_checks
 from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
 from cryptopipe_dagster.lib.candle_backfill import BackfillStats, BackfillTarget, backfill_candles, exchange_now
+from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import validate_symbols, validate_timeframes
 from cryptopipe_dagster.lib.progress import ProgressReporter
 
@@ -81,10 +81,13 @@ def raw_candles(context: dg.AssetExecutionContext, config: CandleBackfillConfig,
         client = exchanges.client(exchange_id)
         now = exchange_now(client, exchanges.retry_policy())
         nows.append(now)
-        targets = _targets(exchange_id, config, exchanges, window)
+        try:
+            targets = _targets(exchange_id, config, exchanges, window)
+        except ConfigError as error:  # a user error: one clear line in the UI, not a traceback
+            raise dg.Failure(description=str(error), allow_retries=False) from error
         reporter = ProgressReporter(context.log, targets)
         for target in targets:
-            runs.append(backfill_candles(client, store, target, now=now, run_id=context.run_id,
+            runs.append(backfill_candles(client, store, target, now=now, run_id=context.run.run_id,
                                          refetch=config.refetch, progress=reporter.update,
                                          retry=exchanges.retry_policy()))
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
@@ -92,11 +95,11 @@ def raw_candles(context: dg.AssetExecutionContext, config: CandleBackfillConfig,
     yield dg.MaterializeResult(metadata=_metadata(runs, (time.monotonic() - started) * 1000))
     yield candle_checks.completeness_check(store, runs, now)
     yield candle_checks.unique_keys_check(store, start, end)
-    yield candle_checks.dead_letters_check(runs, store.dead_letter_reasons(run_exchanges, start, end))
+    yield candle_checks.dead_letters_check(runs)
     yield candle_checks.schema_check(store, run_exchanges, start, end)
 
 
 historical_candles_job = dg.define_asset_job(
-    "historical_candles_job", selection=[raw_candles], partitions_def=daily_exchange_partitions,
+    "historical_candles_job", selection=[raw_candles],
     description="Backfill or refresh raw.candles for a range of days of one exchange.",
 )

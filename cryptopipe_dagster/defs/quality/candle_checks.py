@@ -10,10 +10,9 @@ import dagster as dg
 import pandas as pd
 from pandera.errors import SchemaError, SchemaErrors
 
-from cryptopipe_dagster.lib.candle_backfill import BackfillStats
+from cryptopipe_dagster.lib.candle_backfill import BackfillStats, closed_until
 from cryptopipe_dagster.lib.gaps import expected_candle_count, find_gaps
 from cryptopipe_dagster.lib.schemas import CandleSchema
-from cryptopipe_dagster.lib.timeframes import timeframe_seconds
 from cryptopipe_dagster.lib.warehouse import Warehouse
 
 COMPLETENESS = "candles_complete"
@@ -44,8 +43,7 @@ def markdown_table(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
 
 def _completeness_row(warehouse: Warehouse, stats: BackfillStats, now: pd.Timestamp) -> tuple[dict, list]:
     target = stats.target
-    step = pd.Timedelta(seconds=timeframe_seconds(target.timeframe))
-    end = min(target.end, now.floor(step) if step <= pd.Timedelta(days=1) else now)
+    end = closed_until(now, target.timeframe, target.end)
     present = warehouse.candle_timestamps(target.exchange, target.symbol, target.timeframe, target.start, end)
     first_listed = warehouse.first_candle_ts(target.exchange, target.symbol, target.timeframe)
     start = max(target.start, first_listed) if first_listed is not None else target.start
@@ -83,9 +81,11 @@ def unique_keys_check(warehouse: Warehouse, start: pd.Timestamp, end: pd.Timesta
                                metadata={"duplicate_keys": duplicates})
 
 
-def dead_letters_check(runs: list[BackfillStats], reasons: pd.DataFrame) -> dg.AssetCheckResult:
+def dead_letters_check(runs: list[BackfillStats]) -> dg.AssetCheckResult:
     """Dead letters are kept and replayable; the check warns so someone looks at the reasons."""
     total = sum(s.dead_letters for s in runs)
+    reasons = pd.DataFrame([{"symbol": s.target.symbol, "timeframe": s.target.timeframe, "reason_code": reason,
+                             "count": count} for s in runs for reason, count in s.dead_letter_reasons.items()])
     return dg.AssetCheckResult(check_name=DEAD_LETTERS, passed=total == 0, severity=dg.AssetCheckSeverity.WARN,
                                metadata={"dead_letters": total,
                                          "by_reason": dg.MetadataValue.md(markdown_table(reasons))})

@@ -1,0 +1,100 @@
+"""DuckDB connection handling: one connection per operation, or one per `with` session.
+
+Connections are opened per operation and closed right after, so a Dagster run and the CLI never
+hold the single-writer file lock longer than one transaction; `with warehouse:` keeps one
+connection open across several calls when that is wanted. Opening retries while another process
+holds the lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Self
+
+import duckdb
+import pandas as pd
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+
+from cryptopipe_dagster.lib.schemas import Text
+from cryptopipe_dagster.lib.warehouse.tables import TableSpec
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+# Another process (the CLI, a second Dagster run) may hold the file's write lock for a moment.
+_retry_on_lock = retry(
+    retry=retry_if_exception(_is_lock_conflict),
+    wait=wait_random_exponential(multiplier=0.05, max=2.0),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+
+
+def utc(value: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
+    """`value` as a tz-aware UTC Timestamp (naive values are taken to be UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def typed(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """DuckDB result -> the schema's dtypes (Arrow strings, UTC ns timestamps)."""
+    types = {c.name: c.type for c in spec.columns if c.name in frame.columns}
+    conversions = {name: Text for name, kind in types.items() if kind == "string"}
+    conversions |= {name: "datetime64[ns, UTC]" for name, kind in types.items() if kind == "timestamp"}
+    return frame.astype(conversions)
+
+
+class DuckDBConnections:
+    """Opens the DuckDB file per operation (or once per `with` block), always with TimeZone=UTC."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._session: duckdb.DuckDBPyConnection | None = None
+
+    def __enter__(self) -> Self:
+        self._session = self._open(read_only=False)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    @_retry_on_lock
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = duckdb.connect(str(self.path), read_only=read_only)
+        connection.execute("SET TimeZone = 'UTC'")  # CAST(ts AS DATE) must mean the UTC date
+        return connection
+
+    @contextmanager
+    def _connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._session is not None:
+            yield self._session
+            return
+        connection = self._open(read_only=read_only and self.path.exists())
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._connection() as connection:
+            connection.begin()
+            try:
+                yield connection
+            except BaseException:  # including KeyboardInterrupt: nothing half-written may commit
+                connection.rollback()
+                raise
+            connection.commit()
+
+    def query_df(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        """Run a parameterized query on a read-only connection (outside a `with` session)."""
+        with self._connection(read_only=True) as connection:
+            return connection.execute(sql, params or {}).df()

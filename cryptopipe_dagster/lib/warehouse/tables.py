@@ -1,0 +1,159 @@
+"""The warehouse tables (columns, keys, partitioning) and what differs per SQL dialect.
+
+Columns are derived from the Pandera models, so a table and its schema cannot drift apart.
+Identifiers reach SQL text only through ``safe_identifier`` and the TABLES allow-list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandera.pandas as pa
+
+from cryptopipe_dagster.lib.errors import UnsafeIdentifier
+from cryptopipe_dagster.lib.schemas import CandleSchema, DeadLetterSchema, TradeSchema
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def safe_identifier(name: object) -> str:
+    """`name` if it is a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*), else UnsafeIdentifier."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise UnsafeIdentifier(name)
+    return name
+
+
+@dataclass(frozen=True)
+class Column:
+    """A stored column: logical type (string, float64, timestamp, date) and nullability."""
+
+    name: str
+    type: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One warehouse table: columns, deterministic key, partition and clustering."""
+
+    dataset: str
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    compare: tuple[str, ...] = ()  # a differing value in one of these makes a MERGE update the row
+    update: tuple[str, ...] = ()  # columns a MERGE update writes
+    date_column: str | None = None  # the stored partition column (DATE)
+    date_source: str | None = None  # timestamp column the partition date is derived from
+    cluster_by: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        return f"{safe_identifier(self.dataset)}.{safe_identifier(self.name)}"
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    @property
+    def input_columns(self) -> list[str]:
+        """Columns a caller supplies (the derived partition column is computed in SQL)."""
+        return [c.name for c in self.columns if c.name != self.date_column]
+
+    def date_expression(self, alias: str) -> str:
+        """SQL for the row's partition date: the stored column, or the date of its source timestamp."""
+        if self.date_column:
+            return f"{alias}.{safe_identifier(self.date_column)}"
+        return f"CAST({alias}.{safe_identifier(self.date_source)} AS DATE)"
+
+
+_LOGICAL_TYPES = {"STRING": "string", "Float64": "float64", "DateTime": "timestamp"}
+
+
+def columns_of(schema: type[pa.DataFrameModel]) -> tuple[Column, ...]:
+    """Stored columns of a Pandera model, so table and schema cannot drift apart."""
+    return tuple(
+        Column(name, _LOGICAL_TYPES[type(column.dtype).__name__], bool(column.nullable))
+        for name, column in schema.to_schema().columns.items()
+    )
+
+
+CANDLES = TableSpec(
+    dataset="raw",
+    name="candles",
+    columns=(*columns_of(CandleSchema), Column("candle_date", "date")),
+    key=("exchange", "symbol", "timeframe", "ts"),
+    compare=("open", "high", "low", "close", "volume"),
+    update=("open", "high", "low", "close", "volume", "source", "ingested_at"),
+    date_column="candle_date",
+    date_source="ts",
+    cluster_by=("exchange", "symbol", "timeframe"),
+)
+TRADES = TableSpec(
+    dataset="raw",
+    name="trades",
+    columns=(*columns_of(TradeSchema), Column("trade_date", "date")),
+    key=("exchange", "symbol", "trade_id"),
+    compare=("ts", "price", "amount", "side"),
+    update=("ts", "price", "amount", "side", "source", "ingested_at"),
+    date_column="trade_date",
+    date_source="ts",
+    cluster_by=("exchange", "symbol"),
+)
+DEAD_LETTERS = TableSpec(
+    dataset="ops",
+    name="dead_letters",
+    columns=columns_of(DeadLetterSchema),
+    key=("dead_letter_id",),
+    date_source="first_seen_at",
+    cluster_by=("dataset", "exchange", "reason_code"),
+)
+CHECKPOINTS = TableSpec(
+    dataset="ops",
+    name="ingest_checkpoints",
+    columns=(
+        Column("exchange", "string"),
+        Column("symbol", "string"),
+        Column("timeframe", "string"),
+        Column("window_start", "timestamp"),
+        Column("window_end", "timestamp"),
+        Column("fetched_through", "timestamp"),
+        Column("updated_at", "timestamp"),
+        Column("run_id", "string", nullable=True),
+    ),
+    key=("exchange", "symbol", "timeframe"),
+    update=("window_start", "window_end", "fetched_through", "updated_at", "run_id"),
+    date_source="updated_at",
+)
+TABLES: dict[str, TableSpec] = {spec.qualified: spec for spec in (CANDLES, TRADES, DEAD_LETTERS, CHECKPOINTS)}
+
+
+def table_spec(table: object) -> TableSpec:
+    """The allow-listed spec of `table` ('raw.candles', ...); anything else is UnsafeIdentifier."""
+    if not isinstance(table, str) or table not in TABLES:
+        raise UnsafeIdentifier(table)
+    return TABLES[table]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between backends: parameter marker, type names, partition DDL."""
+
+    name: str
+    param_prefix: str
+    types: dict[str, str]
+    partitions: bool = False
+
+    def param(self, name: str) -> str:
+        return self.param_prefix + safe_identifier(name)
+
+
+DUCKDB = Dialect(
+    "duckdb", "$", {"string": "VARCHAR", "float64": "DOUBLE", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
+)
+BIGQUERY = Dialect(
+    "bigquery",
+    "@",
+    {"string": "STRING", "float64": "FLOAT64", "timestamp": "TIMESTAMP", "date": "DATE"},
+    True,
+)

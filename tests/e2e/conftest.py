@@ -1,0 +1,26 @@
+"""The demo, run once per session as a user runs it, in an isolated CRYPTOPIPE_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run_demo(home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CRYPTOPIPE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "160"}
+    env.pop("CRYPTOPIPE_SIMULATOR_URL", None)
+    return subprocess.run([sys.executable, "-m", "cryptopipe_dagster.cli", "demo"], env=env,
+                          capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("demo") / "cryptopipe-home"
+    result = run_demo(home)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "raw.candles" in result.stdout
+    return home
