@@ -16,8 +16,11 @@ from rich.console import Console
 
 from cryptopipe_dagster.lib.errors import CryptopipeError
 
-app = typer.Typer(help="cryptopipe: crypto market data from exchanges to a validated warehouse.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="cryptopipe: crypto market data from exchanges to a validated warehouse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console()
 
 
@@ -61,14 +64,18 @@ def backfill(
     end: Annotated[str, typer.Option(help="Last UTC day (inclusive), YYYY-MM-DD.")],
     symbols: Annotated[str, typer.Option(help="Comma-separated BASE/QUOTE; default: all configured.")] = "",
     timeframes: Annotated[str, typer.Option(help="Comma-separated, e.g. 1m,1h; default: configured.")] = "",
-    refetch: Annotated[bool, typer.Option(help="Fetch again windows the checkpoints say are loaded.")] = False,
+    refetch: Annotated[
+        bool, typer.Option(help="Fetch again windows the checkpoints say are loaded.")
+    ] = False,
     days_per_run: Annotated[int, typer.Option(help="Days per Dagster run.")] = 92,
 ) -> None:
     """Materialize raw/candles for a date range through Dagster (runs and checks show in the UI)."""
     from cryptopipe_dagster.cli.runner import backfill_command
 
     try:
-        backfill_command(exchange, _csv(symbols), _csv(timeframes), start, end, refetch, days_per_run, console)
+        backfill_command(
+            exchange, _csv(symbols), _csv(timeframes), start, end, refetch, days_per_run, console
+        )
     except CryptopipeError as error:
         fail(error)
 
@@ -102,8 +109,10 @@ def dev(
     os.environ.setdefault("CRYPTOPIPE_SIMULATOR_URL", sim_url)
     simulator = None if simulator_is_up(sim_url) else start_simulator(settings.data_dir, sim_port)
     console.print(f"exchange simulator: {sim_url}   Dagster UI: http://127.0.0.1:{port}")
-    ui = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
-                          start_new_session=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+        start_new_session=True,
+    )
     try:
         ui.wait()
     except KeyboardInterrupt:

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from cryptopipe_dagster.defs.historical.partitions import MAX_DAYS_PER_RUN, partition_range_tags
 from cryptopipe_dagster.lib.errors import ConfigError
@@ -57,39 +64,67 @@ def _metadata_values(result: dg.ExecuteInProcessResult) -> dict:
     events = result.asset_materializations_for_node(ASSET_OP)
     if not events:
         return {}
-    return {key: getattr(value, "value", value) for key, value in events[0].metadata.items()
-            if isinstance(getattr(value, "value", None), int | float)}
+    return {
+        key: getattr(value, "value", value)
+        for key, value in events[0].metadata.items()
+        if isinstance(getattr(value, "value", None), int | float)
+    }
 
 
-def run_backfill(job: dg.JobDefinition, instance: dg.DagsterInstance, spec: BackfillSpec, *,
-                 refetch: bool = False, days_per_run: int = MAX_DAYS_PER_RUN,
-                 console: Console | None = None) -> list[ChunkResult]:
+def run_backfill(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    spec: BackfillSpec,
+    *,
+    refetch: bool = False,
+    days_per_run: int = MAX_DAYS_PER_RUN,
+    console: Console | None = None,
+) -> list[ChunkResult]:
     """Launch the runs, showing days done, rows, rate and ETA; returns one result per run."""
     console = console or Console()
     run_config = {
-        "ops": {ASSET_OP: {"config": {"symbols": list(spec.symbols), "timeframes": list(spec.timeframes),
-                                      "refetch": refetch}}},
+        "ops": {
+            ASSET_OP: {
+                "config": {
+                    "symbols": list(spec.symbols),
+                    "timeframes": list(spec.timeframes),
+                    "refetch": refetch,
+                }
+            }
+        },
         # The progress bar is the terminal's view; every event still goes to the instance (the UI).
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
     chunks = day_chunks(spec.start, spec.end, days_per_run)
     results: list[ChunkResult] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("days"),
-               TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         label = f"{spec.exchange} {','.join(spec.symbols)} {','.join(spec.timeframes)}"
         task = progress.add_task(label, total=(spec.end - spec.start).days + 1, rows=0)
         rows = 0
         for first, last in chunks:
             result = job.execute_in_process(
-                run_config=run_config, instance=instance, raise_on_error=False,
-                tags=partition_range_tags(first.isoformat(), last.isoformat(), spec.exchange))
+                run_config=run_config,
+                instance=instance,
+                raise_on_error=False,
+                tags=partition_range_tags(first.isoformat(), last.isoformat(), spec.exchange),
+            )
             metadata = _metadata_values(result)
             rows += int(metadata.get("rows", 0))
             results.append(ChunkResult(first, last, result.run_id, result.success, metadata))
             progress.update(task, advance=(last - first).days + 1, rows=rows)
             if not result.success:
-                console.print(f"[red]run {result.run_id} failed for {first}..{last}; "
-                              f"re-run the same command to resume from the checkpoint[/red]")
+                console.print(
+                    f"[red]run {result.run_id} failed for {first}..{last}; "
+                    f"re-run the same command to resume from the checkpoint[/red]"
+                )
                 break
     return results

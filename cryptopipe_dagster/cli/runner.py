@@ -12,8 +12,15 @@ from cryptopipe_dagster.cli.backfill import ChunkResult, check_dates, run_backfi
 from cryptopipe_dagster.cli.instance import local_instance
 from cryptopipe_dagster.cli.simulator_process import free_port, start_simulator, stop_simulator
 from cryptopipe_dagster.lib.errors import ConfigError
-from cryptopipe_dagster.lib.markets_config import (BackfillSpec, MarketsConfig, load_markets_config, parse_date,
-                                                   validate_exchange_id, validate_symbols, validate_timeframes)
+from cryptopipe_dagster.lib.markets_config import (
+    BackfillSpec,
+    MarketsConfig,
+    load_markets_config,
+    parse_date,
+    validate_exchange_id,
+    validate_symbols,
+    validate_timeframes,
+)
 from cryptopipe_dagster.lib.settings import Settings, load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
@@ -27,26 +34,45 @@ def load_job() -> dg.JobDefinition:
     return defs().resolve_job_def(JOB_NAME)
 
 
-def build_spec(markets: MarketsConfig, exchange: str, symbols: list[str], timeframes: list[str],
-               start: str, end: str) -> BackfillSpec:
+def build_spec(
+    markets: MarketsConfig, exchange: str, symbols: list[str], timeframes: list[str], start: str, end: str
+) -> BackfillSpec:
     """Validate CLI arguments against the markets file; errors name the bad value."""
     configured = markets.markets_of(validate_exchange_id(exchange))
     symbols_t = validate_symbols(symbols, "--symbols") if symbols else configured.symbols
     unknown = sorted(set(symbols_t) - set(configured.symbols))
     if unknown:
-        raise ConfigError(f"--symbols {unknown} not configured for {exchange} (configured: {configured.symbols})")
+        raise ConfigError(
+            f"--symbols {unknown} not configured for {exchange} (configured: {configured.symbols})"
+        )
     timeframes_t = validate_timeframes(timeframes, "--timeframes") if timeframes else configured.timeframes
-    return BackfillSpec(exchange, symbols_t, timeframes_t, parse_date(start, "--start"), parse_date(end, "--end"))
+    return BackfillSpec(
+        exchange, symbols_t, timeframes_t, parse_date(start, "--start"), parse_date(end, "--end")
+    )
 
 
-def backfill_command(exchange: str, symbols: list[str], timeframes: list[str], start: str, end: str,
-                     refetch: bool, days_per_run: int, console: Console) -> list[ChunkResult]:
+def backfill_command(
+    exchange: str,
+    symbols: list[str],
+    timeframes: list[str],
+    start: str,
+    end: str,
+    refetch: bool,
+    days_per_run: int,
+    console: Console,
+) -> list[ChunkResult]:
     settings = load_settings()
     markets = load_markets_config(settings.markets_file)
     spec = build_spec(markets, exchange, symbols, timeframes, start, end)
     check_dates(spec, markets.history_start)
-    results = run_backfill(load_job(), local_instance(settings), spec, refetch=refetch,
-                           days_per_run=days_per_run, console=console)
+    results = run_backfill(
+        load_job(),
+        local_instance(settings),
+        spec,
+        refetch=refetch,
+        days_per_run=days_per_run,
+        console=console,
+    )
     if not all(r.success for r in results):
         raise ConfigError("backfill stopped on a failed run (see the Dagster UI); re-run to resume")
     return results
@@ -81,7 +107,9 @@ def print_summary(settings: Settings, totals: dict[str, int], console: Console) 
         "select exchange, symbol, timeframe, count(*) as candles, "
         "strftime(min(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as first_utc, "
         "strftime(max(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as last_utc "
-        "from raw.candles group by all order by all", {})
+        "from raw.candles group by all order by all",
+        {},
+    )
     table = Table(title="raw.candles")
     for column in per_market.columns:
         table.add_column(column)
@@ -89,9 +117,11 @@ def print_summary(settings: Settings, totals: dict[str, int], console: Console) 
         table.add_row(*[str(v) for v in row])
     console.print(table)
     dead = warehouse.query_df("select reason_code, count(*) as n from ops.dead_letters group by all", {})
-    console.print(f"this run: rows loaded={totals.get('rows', 0):,} already present="
-                  f"{totals.get('already_present', 0):,} duplicates dropped={totals.get('duplicates_dropped', 0):,}"
-                  f" dead letters={totals.get('dead_letters', 0):,}")
+    console.print(
+        f"this run: rows loaded={totals.get('rows', 0):,} already present="
+        f"{totals.get('already_present', 0):,} duplicates dropped={totals.get('duplicates_dropped', 0):,}"
+        f" dead letters={totals.get('dead_letters', 0):,}"
+    )
     console.print(f"dead letters in ops.dead_letters: {int(dead['n'].sum()) if not dead.empty else 0}")
     console.print(f"warehouse: {settings.duckdb_path}  (duckdb {settings.duckdb_path} -c 'from raw.candles')")
     console.print(f"Dagster instance: {settings.dagster_home}  -> `make dev`, then http://127.0.0.1:3000")

@@ -30,11 +30,22 @@ def simulator_is_up(base_url: str) -> bool:
         return False
 
 
-def start_simulator(data_dir: Path, port: int, *, seed: int = 0, faults: str = "",
-                    timeout_s: float = 60.0) -> subprocess.Popen:
+def start_simulator(
+    data_dir: Path, port: int, *, seed: int = 0, faults: str = "", timeout_s: float = 60.0
+) -> subprocess.Popen:
     """Start `cryptopipe sim` and wait until it serves; raises if it exits or never answers."""
-    command = [sys.executable, "-m", "cryptopipe_dagster.cli", "sim", "--port", str(port),
-               "--data", str(data_dir), "--seed", str(seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "cryptopipe_dagster.cli",
+        "sim",
+        "--port",
+        str(port),
+        "--data",
+        str(data_dir),
+        "--seed",
+        str(seed),
+    ]
     if faults:
         command += ["--faults", faults]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

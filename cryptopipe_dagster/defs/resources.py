@@ -45,12 +45,18 @@ class ExchangeResource(dg.ConfigurableResource):
 
     @property
     def markets(self) -> MarketsConfig:
-        return load_markets_config(Path(self.markets_file) if self.markets_file else load_settings().markets_file)
+        return load_markets_config(
+            Path(self.markets_file) if self.markets_file else load_settings().markets_file
+        )
 
     def client(self, exchange_id: str) -> ccxt.Exchange:
         self.markets.markets_of(exchange_id)
-        return create_exchange(exchange_id, simulator_url=self.simulator_url or None,
-                               timeout_ms=self.timeout_ms, rate_limit=self.rate_limit)
+        return create_exchange(
+            exchange_id,
+            simulator_url=self.simulator_url or None,
+            timeout_ms=self.timeout_ms,
+            rate_limit=self.rate_limit,
+        )
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -58,8 +64,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     if settings.env == "local":
         return {
             "warehouse": WarehouseResource(backend="duckdb", duckdb_path=str(settings.duckdb_path)),
-            "exchanges": ExchangeResource(simulator_url=settings.simulator_url or "",
-                                          markets_file=str(settings.markets_file)),
+            "exchanges": ExchangeResource(
+                simulator_url=settings.simulator_url or "", markets_file=str(settings.markets_file)
+            ),
         }
     return {
         "warehouse": WarehouseResource(backend="bigquery"),

@@ -106,11 +106,19 @@ def resume_point(checkpoint: Checkpoint | None, target: BackfillTarget) -> pd.Ti
     return target.start
 
 
-def _checkpoint(target: BackfillTarget, covered_from: pd.Timestamp, through: pd.Timestamp,
-                run_id: str | None) -> Checkpoint:
-    return Checkpoint(exchange=target.exchange, symbol=target.symbol, timeframe=target.timeframe,
-                      window_start=covered_from, window_end=target.end, fetched_through=through,
-                      updated_at=pd.Timestamp.now(tz="UTC"), run_id=run_id)
+def _checkpoint(
+    target: BackfillTarget, covered_from: pd.Timestamp, through: pd.Timestamp, run_id: str | None
+) -> Checkpoint:
+    return Checkpoint(
+        exchange=target.exchange,
+        symbol=target.symbol,
+        timeframe=target.timeframe,
+        window_start=covered_from,
+        window_end=target.end,
+        fetched_through=through,
+        updated_at=pd.Timestamp.now(tz="UTC"),
+        run_id=run_id,
+    )
 
 
 def _flush(warehouse: Warehouse, stats: BackfillStats, checkpoint: Checkpoint | None) -> None:
@@ -131,9 +139,16 @@ def _flush(warehouse: Warehouse, stats: BackfillStats, checkpoint: Checkpoint | 
     stats.pending_dead.clear()
 
 
-def _fetch_range(exchange: ccxt.Exchange, target: BackfillTarget, since: pd.Timestamp, end: pd.Timestamp,
-                 now: pd.Timestamp, stats: BackfillStats, on_page: Callable[[pd.Timestamp], None],
-                 retry: RetryPolicy) -> None:
+def _fetch_range(
+    exchange: ccxt.Exchange,
+    target: BackfillTarget,
+    since: pd.Timestamp,
+    end: pd.Timestamp,
+    now: pd.Timestamp,
+    stats: BackfillStats,
+    on_page: Callable[[pd.Timestamp], None],
+    retry: RetryPolicy,
+) -> None:
     """Paginate [since, end) into stats.pending; on_page(next_since) after each page."""
     step_ms, limit = timeframe_ms(target.timeframe), page_limit_of(exchange)
     # Nothing at or after the open candle can be final: do not even ask for it.
@@ -141,11 +156,20 @@ def _fetch_range(exchange: ccxt.Exchange, target: BackfillTarget, since: pd.Time
     since_ms, end_ms = int(since.value // 1_000_000), int(end.value // 1_000_000)
     while since_ms < end_ms:
         rows = call_with_retries(
-            exchange, lambda s=since_ms: exchange.fetch_ohlcv(target.symbol, target.timeframe, s, limit),
-            what=f"fetch_ohlcv {target.symbol} {target.timeframe}", policy=retry)
+            exchange,
+            lambda s=since_ms: exchange.fetch_ohlcv(target.symbol, target.timeframe, s, limit),
+            what=f"fetch_ohlcv {target.symbol} {target.timeframe}",
+            policy=retry,
+        )
         stats.requests += 1
-        batch = normalize_ohlcv(rows or [], exchange=target.exchange, symbol=target.symbol,
-                                timeframe=target.timeframe, source="rest", now=now)
+        batch = normalize_ohlcv(
+            rows or [],
+            exchange=target.exchange,
+            symbol=target.symbol,
+            timeframe=target.timeframe,
+            source="rest",
+            now=now,
+        )
         in_window = batch.valid[(batch.valid["ts"] >= since) & (batch.valid["ts"] < end)]
         stats.pending.append(in_window)
         stats.pending_dead.append(batch.dead_letters)
@@ -162,10 +186,18 @@ def _fetch_range(exchange: ccxt.Exchange, target: BackfillTarget, since: pd.Time
         on_page(pd.Timestamp(min(since_ms, end_ms), unit="ms", tz="UTC"))
 
 
-def backfill_candles(exchange: ccxt.Exchange, warehouse: Warehouse, target: BackfillTarget, *,
-                     now: pd.Timestamp, run_id: str | None = None, refetch: bool = False,
-                     flush_rows: int = 50_000, progress: ProgressCallback | None = None,
-                     retry: RetryPolicy = DEFAULT_RETRY) -> BackfillStats:
+def backfill_candles(
+    exchange: ccxt.Exchange,
+    warehouse: Warehouse,
+    target: BackfillTarget,
+    *,
+    now: pd.Timestamp,
+    run_id: str | None = None,
+    refetch: bool = False,
+    flush_rows: int = 50_000,
+    progress: ProgressCallback | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> BackfillStats:
     """Backfill one target to the warehouse; see the module docstring for resume semantics."""
     started = time.monotonic()
     stats = BackfillStats(target=target)
@@ -191,15 +223,31 @@ def backfill_candles(exchange: ccxt.Exchange, warehouse: Warehouse, target: Back
     _flush(warehouse, stats, _checkpoint(target, covered_from, max(final_until, covered_from), run_id))
     repair_gaps(exchange, warehouse, target, now=now, stats=stats, retry=retry)
     stats.elapsed_s = time.monotonic() - started
-    log.info("backfill_done exchange=%s symbol=%s timeframe=%s inserted=%d updated=%d dead_letters=%d "
-             "duplicates_dropped=%d requests=%d elapsed_s=%.2f", target.exchange, target.symbol,
-             target.timeframe, stats.inserted, stats.updated, stats.dead_letters, stats.duplicates_dropped,
-             stats.requests, stats.elapsed_s)
+    log.info(
+        "backfill_done exchange=%s symbol=%s timeframe=%s inserted=%d updated=%d dead_letters=%d "
+        "duplicates_dropped=%d requests=%d elapsed_s=%.2f",
+        target.exchange,
+        target.symbol,
+        target.timeframe,
+        stats.inserted,
+        stats.updated,
+        stats.dead_letters,
+        stats.duplicates_dropped,
+        stats.requests,
+        stats.elapsed_s,
+    )
     return stats
 
 
-def repair_gaps(exchange: ccxt.Exchange, warehouse: Warehouse, target: BackfillTarget, *,
-                now: pd.Timestamp, stats: BackfillStats, retry: RetryPolicy = DEFAULT_RETRY) -> None:
+def repair_gaps(
+    exchange: ccxt.Exchange,
+    warehouse: Warehouse,
+    target: BackfillTarget,
+    *,
+    now: pd.Timestamp,
+    stats: BackfillStats,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> None:
     """Re-fetch each missing span once: transient faults heal, real outages stay reported gaps."""
     step = pd.Timedelta(milliseconds=timeframe_ms(target.timeframe))
     end = closed_until(now, target.timeframe, target.end)

@@ -41,8 +41,9 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
-def create_exchange(exchange_id: str, *, simulator_url: str | None = None, timeout_ms: int = 10_000,
-                    rate_limit: bool = True) -> ccxt.Exchange:
+def create_exchange(
+    exchange_id: str, *, simulator_url: str | None = None, timeout_ms: int = 10_000, rate_limit: bool = True
+) -> ccxt.Exchange:
     """A sync ccxt client; with `simulator_url` every API URL points at the local simulator."""
     exchange_class = getattr(ccxt, validate_exchange_id(exchange_id))
     exchange = exchange_class({"enableRateLimit": rate_limit, "timeout": timeout_ms})
@@ -78,15 +79,27 @@ class _ExchangeWait:
         return self.backoff(state)
 
 
-def call_with_retries(exchange: ccxt.Exchange, call: Callable[[], T], *, what: str,
-                      policy: RetryPolicy = DEFAULT_RETRY, sleep: Callable[[float], None] = time.sleep) -> T:
+def call_with_retries(
+    exchange: ccxt.Exchange,
+    call: Callable[[], T],
+    *,
+    what: str,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run `call`, retrying transient ccxt failures; after the last attempt raise a typed error."""
     max_attempts = policy.max_attempts
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        log.warning("exchange_retry exchange=%s call=%s attempt=%d error=%s wait_s=%.2f", exchange.id, what,
-                    state.attempt_number, type(error).__name__, state.next_action.sleep if state.next_action else 0)
+        log.warning(
+            "exchange_retry exchange=%s call=%s attempt=%d error=%s wait_s=%.2f",
+            exchange.id,
+            what,
+            state.attempt_number,
+            type(error).__name__,
+            state.next_action.sleep if state.next_action else 0,
+        )
 
     retrying = Retrying(
         retry=retry_if_exception_type(RETRYABLE),
@@ -99,8 +112,11 @@ def call_with_retries(exchange: ccxt.Exchange, call: Callable[[], T], *, what: s
     try:
         return retrying(call)
     except THROTTLED as error:
-        raise RateLimited(f"{exchange.id} {what}: still throttled after {max_attempts} attempts: {error}",
-                          retry_after_s=retry_after_seconds(exchange)) from error
+        raise RateLimited(
+            f"{exchange.id} {what}: still throttled after {max_attempts} attempts: {error}",
+            retry_after_s=retry_after_seconds(exchange),
+        ) from error
     except RETRYABLE as error:
-        raise ExchangeUnavailable(f"{exchange.id} {what}: failed after {max_attempts} attempts: "
-                                  f"{type(error).__name__}: {error}") from error
+        raise ExchangeUnavailable(
+            f"{exchange.id} {what}: failed after {max_attempts} attempts: {type(error).__name__}: {error}"
+        ) from error

@@ -51,5 +51,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if simulator_url and not simulator_url.startswith(("http://", "https://")):
         raise ConfigError(f"CRYPTOPIPE_SIMULATOR_URL={simulator_url!r} must start with http:// or https://")
     data_dir = Path(environ.get("CRYPTOPIPE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
-    return Settings(env=env, home=home, markets_file=markets_file, simulator_url=simulator_url,
-                    data_dir=data_dir)
+    return Settings(
+        env=env, home=home, markets_file=markets_file, simulator_url=simulator_url, data_dir=data_dir
+    )

@@ -18,8 +18,9 @@ OP = "raw__candles"
 def resources(simulator, tmp_path):
     return {
         "warehouse": WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb")),
-        "exchanges": ExchangeResource(simulator_url=simulator.base_url, rate_limit=False,
-                                      base_delay_s=0.01, max_delay_s=0.05),
+        "exchanges": ExchangeResource(
+            simulator_url=simulator.base_url, rate_limit=False, base_delay_s=0.01, max_delay_s=0.05
+        ),
     }
 
 
@@ -28,9 +29,12 @@ def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheck
 
 
 def test_range_run_over_the_outage_reports_the_gap(resources, tmp_path):
-    result = dg.materialize([raw_candles], resources=resources,
-                            tags=partition_range_tags("2019-03-15", "2019-04-05", "bitstamp"),
-                            run_config={"ops": {OP: {"config": {"timeframes": ["1d"]}}}})
+    result = dg.materialize(
+        [raw_candles],
+        resources=resources,
+        tags=partition_range_tags("2019-03-15", "2019-04-05", "bitstamp"),
+        run_config={"ops": {OP: {"config": {"timeframes": ["1d"]}}}},
+    )
     assert result.success
     materializations = result.asset_materializations_for_node(OP)
     assert len(materializations) == 22  # one per day partition of the range
@@ -51,21 +55,31 @@ def test_range_run_over_the_outage_reports_the_gap(resources, tmp_path):
 def test_single_partition_loads_1m_and_1h_and_rerun_changes_nothing(resources, tmp_path):
     partition = dg.MultiPartitionKey({"date": "2019-01-05", "exchange": "coinbaseexchange"})
     first = dg.materialize([raw_candles], resources=resources, partition_key=partition)
-    again = dg.materialize([raw_candles], resources=resources, partition_key=partition,
-                           run_config={"ops": {OP: {"config": {"refetch": True}}}})
+    again = dg.materialize(
+        [raw_candles],
+        resources=resources,
+        partition_key=partition,
+        run_config={"ops": {OP: {"config": {"refetch": True}}}},
+    )
     assert first.success and again.success
     assert first.asset_materializations_for_node(OP)[0].metadata["rows"].value == 1440 + 24
     assert again.asset_materializations_for_node(OP)[0].metadata["rows"].value == 0
     assert all(evaluation.passed for evaluation in checks_by_name(first).values())
     counts = DuckDBWarehouse(tmp_path / "warehouse.duckdb").query_df(
-        "select timeframe, count(*) as n from raw.candles group by all order by all", {})
+        "select timeframe, count(*) as n from raw.candles group by all order by all", {}
+    )
     assert counts.to_dict("list") == {"timeframe": ["1h", "1m"], "n": [24, 1440]}
 
 
 def test_bad_symbol_in_run_config_fails_with_the_value_named(resources):
     partition = dg.MultiPartitionKey({"date": "2019-01-05", "exchange": "bitstamp"})
-    result = dg.materialize([raw_candles], resources=resources, partition_key=partition, raise_on_error=False,
-                            run_config={"ops": {OP: {"config": {"symbols": ["BTC-USD"]}}}})
+    result = dg.materialize(
+        [raw_candles],
+        resources=resources,
+        partition_key=partition,
+        raise_on_error=False,
+        run_config={"ops": {OP: {"config": {"symbols": ["BTC-USD"]}}}},
+    )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "invalid symbol 'BTC-USD'" in failure.step_failure_data.error.to_string()

@@ -11,10 +11,20 @@ import pytest
 
 
 def run_demo(home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CRYPTOPIPE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "COLUMNS": "160"}
+    env = {
+        **os.environ,
+        "CRYPTOPIPE_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "COLUMNS": "160",
+    }
     env.pop("CRYPTOPIPE_SIMULATOR_URL", None)
-    return subprocess.run([sys.executable, "-m", "cryptopipe_dagster.cli", "demo"], env=env,
-                          capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "cryptopipe_dagster.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 @pytest.fixture(scope="session")

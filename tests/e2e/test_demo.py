@@ -18,7 +18,9 @@ VALUES = ["open", "high", "low", "close", "volume"]
 def candles(home, timeframe: str) -> pd.DataFrame:
     return DuckDBWarehouse(home / "warehouse.duckdb").query_df(
         "select exchange, symbol, timeframe, ts, open, high, low, close, volume from raw.candles "
-        "where timeframe = $timeframe order by exchange, symbol, ts", {"timeframe": timeframe})
+        "where timeframe = $timeframe order by exchange, symbol, ts",
+        {"timeframe": timeframe},
+    )
 
 
 def test_warehouse_holds_exactly_the_recorded_candles(demo_home, data_dir):
@@ -30,10 +32,14 @@ def test_warehouse_holds_exactly_the_recorded_candles(demo_home, data_dir):
         got["ts"] = got["ts"].dt.tz_convert("UTC")
         pd.testing.assert_frame_equal(
             got.reset_index(drop=True),
-            expected[got.columns].reset_index(drop=True), check_dtype=False, check_exact=True)
+            expected[got.columns].reset_index(drop=True),
+            check_dtype=False,
+            check_exact=True,
+        )
         # float64 round-trips the recorded decimal text exactly (the precision policy)
         assert [repr(v) for v in got["close"].head(50)] == [
-            repr(float(Decimal(t))) for t in expected["close_str"].head(50)]
+            repr(float(Decimal(t))) for t in expected["close_str"].head(50)
+        ]
 
 
 def test_bitstamp_outage_is_a_gap_not_invented_rows(demo_home):
@@ -50,8 +56,12 @@ def test_1m_candles_roll_up_to_the_recorded_bars(demo_home, data_dir):
     assert len(minutes) > 0
     for (exchange, symbol), frame in minutes.groupby(["exchange", "symbol"]):
         timeframe = recorded.loc[exchange].timeframe.iloc[0]
-        bars = frame.set_index("ts").resample(pd.Timedelta(timeframe.replace("m", "min"))).agg(
-            {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+        bars = (
+            frame.set_index("ts")
+            .resample(pd.Timedelta(timeframe.replace("m", "min")))
+            .agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+            .dropna()
+        )
         for ts, bar in bars.iterrows():
             want = recorded.loc[(exchange, symbol, ts)]
             for column in VALUES:
@@ -60,11 +70,13 @@ def test_1m_candles_roll_up_to_the_recorded_bars(demo_home, data_dir):
 
 def test_summary_and_idempotent_second_run(demo_home):
     before = DuckDBWarehouse(demo_home / "warehouse.duckdb").query_df(
-        "select * from raw.candles order by exchange, symbol, timeframe, ts", {})
+        "select * from raw.candles order by exchange, symbol, timeframe, ts", {}
+    )
     result = run_demo(demo_home)
     assert result.returncode == 0, result.stderr[-4000:]
     after = DuckDBWarehouse(demo_home / "warehouse.duckdb").query_df(
-        "select * from raw.candles order by exchange, symbol, timeframe, ts", {})
+        "select * from raw.candles order by exchange, symbol, timeframe, ts", {}
+    )
     pd.testing.assert_frame_equal(before, after)
     assert "rows loaded=0" in result.stdout
     assert "dead letters" in result.stdout and "make dev" in result.stdout
@@ -72,7 +84,8 @@ def test_summary_and_idempotent_second_run(demo_home):
 
 def test_demo_covers_every_configured_demo_market(demo_home):
     loaded = DuckDBWarehouse(demo_home / "warehouse.duckdb").query_df(
-        "select distinct exchange, symbol, timeframe from raw.candles", {})
+        "select distinct exchange, symbol, timeframe from raw.candles", {}
+    )
     loaded = set(loaded.itertuples(index=False, name=None))
     for spec in load_markets_config(DEFAULT_MARKETS_FILE).demo:
         for symbol in spec.symbols:

@@ -34,9 +34,24 @@ query {
 def webserver(demo_home):
     port = free_port()
     env = {**os.environ, "CRYPTOPIPE_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
-    process = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                                "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/graphql"
     deadline = time.monotonic() + 180
     try:

@@ -30,7 +30,8 @@ def stored(warehouse, exchange: str, symbol: str, timeframe: str) -> pd.DataFram
     return warehouse.query_df(
         "select ts, open, high, low, close, volume from raw.candles where exchange = $exchange and "
         "symbol = $symbol and timeframe = $timeframe order by ts",
-        {"exchange": exchange, "symbol": symbol, "timeframe": timeframe})
+        {"exchange": exchange, "symbol": symbol, "timeframe": timeframe},
+    )
 
 
 def recorded(data_dir, name: str, symbol: str, start, end) -> pd.DataFrame:
@@ -138,4 +139,6 @@ def test_incomplete_candle_is_not_stored(data_dir, warehouse):
     got = stored(warehouse, "coinbaseexchange", "BTC/USD", "1h")
     assert stats.incomplete_dropped == 1
     assert got.ts.max() == utc("2019-10-17T08:00:00")
-    assert warehouse.get_checkpoint("coinbaseexchange", "BTC/USD", "1h").fetched_through == utc("2019-10-17T09:00")
+    assert warehouse.get_checkpoint("coinbaseexchange", "BTC/USD", "1h").fetched_through == utc(
+        "2019-10-17T09:00"
+    )

@@ -23,16 +23,28 @@ def test_shipped_markets_file_loads():
 @pytest.mark.parametrize(
     ("text", "error", "named"),
     [
-        ("exchanges: {notanexchange: {symbols: [BTC/USD], timeframes: [1h]}}", UnknownExchange, "notanexchange"),
+        (
+            "exchanges: {notanexchange: {symbols: [BTC/USD], timeframes: [1h]}}",
+            UnknownExchange,
+            "notanexchange",
+        ),
         ("exchanges: {bitstamp: {symbols: [BTC-USD], timeframes: [1h]}}", InvalidSymbol, "BTC-USD"),
         ("exchanges: {bitstamp: {symbols: [BTC/], timeframes: [1h]}}", InvalidSymbol, "BTC/"),
         ("exchanges: {bitstamp: {symbols: [BTC/USD], timeframes: [7q]}}", InvalidTimeframe, "7q"),
         ("exchanges: {bitstamp: {symbols: [], timeframes: [1h]}}", ConfigError, "symbols"),
         ("exchanges: []", ConfigError, "exchanges"),
-        ("exchanges: {bitstamp: {symbols: [BTC/USD], timeframes: [1d]}}\ndemo: [{exchange: bitstamp, "
-         "symbols: [BTC/USD], timeframes: [1d], start: 2020-01-02, end: 2020-01-01}]", ConfigError, "before"),
-        ("exchanges: {bitstamp: {symbols: [BTC/USD], timeframes: [1d]}}\ndemo: [{exchange: bitstamp, "
-         "symbols: [BTC/USD], timeframes: [1d], start: 2020-13-01, end: 2020-01-01}]", ConfigError, "2020-13-01"),
+        (
+            "exchanges: {bitstamp: {symbols: [BTC/USD], timeframes: [1d]}}\ndemo: [{exchange: bitstamp, "
+            "symbols: [BTC/USD], timeframes: [1d], start: 2020-01-02, end: 2020-01-01}]",
+            ConfigError,
+            "before",
+        ),
+        (
+            "exchanges: {bitstamp: {symbols: [BTC/USD], timeframes: [1d]}}\ndemo: [{exchange: bitstamp, "
+            "symbols: [BTC/USD], timeframes: [1d], start: 2020-13-01, end: 2020-01-01}]",
+            ConfigError,
+            "2020-13-01",
+        ),
         ("exchanges: {bitstamp: [", ConfigError, "markets file"),
     ],
 )

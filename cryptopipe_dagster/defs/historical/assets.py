@@ -1,15 +1,23 @@
 """raw/candles: historical OHLCV over REST (ccxt) into the warehouse, one run per (days, exchange)."""
 
-
 import time
 
 import dagster as dg
 import pandas as pd
 
-from cryptopipe_dagster.defs.historical.partitions import backfill_policy, daily_exchange_partitions, exchanges_in_run
+from cryptopipe_dagster.defs.historical.partitions import (
+    backfill_policy,
+    daily_exchange_partitions,
+    exchanges_in_run,
+)
 from cryptopipe_dagster.defs.quality import candle_checks
 from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
-from cryptopipe_dagster.lib.candle_backfill import BackfillStats, BackfillTarget, backfill_candles, exchange_now
+from cryptopipe_dagster.lib.candle_backfill import (
+    BackfillStats,
+    BackfillTarget,
+    backfill_candles,
+    exchange_now,
+)
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import validate_symbols, validate_timeframes
 from cryptopipe_dagster.lib.progress import ProgressReporter
@@ -23,23 +31,43 @@ class CandleBackfillConfig(dg.Config):
     refetch: bool = False
 
 
-def _targets(exchange: str, config: CandleBackfillConfig, exchanges: ExchangeResource,
-             window: dg.TimeWindow) -> list[BackfillTarget]:
+def _targets(
+    exchange: str, config: CandleBackfillConfig, exchanges: ExchangeResource, window: dg.TimeWindow
+) -> list[BackfillTarget]:
     configured = exchanges.markets.markets_of(exchange)
     symbols = validate_symbols(config.symbols, "run config") if config.symbols else configured.symbols
-    timeframes = validate_timeframes(config.timeframes, "run config") if config.timeframes else configured.timeframes
+    timeframes = (
+        validate_timeframes(config.timeframes, "run config") if config.timeframes else configured.timeframes
+    )
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
-    return [BackfillTarget(exchange, symbol, timeframe, start, end) for symbol in symbols for timeframe in timeframes]
+    return [
+        BackfillTarget(exchange, symbol, timeframe, start, end)
+        for symbol in symbols
+        for timeframe in timeframes
+    ]
 
 
 def _metadata(runs: list[BackfillStats], latency_ms: float) -> dict:
-    per_market = pd.DataFrame([{
-        "exchange": s.target.exchange, "symbol": s.target.symbol, "timeframe": s.target.timeframe,
-        "inserted": s.inserted, "updated": s.updated, "already_present": s.already_present,
-        "duplicates_dropped": s.duplicates_dropped, "dead_letters": s.dead_letters,
-        "incomplete_dropped": s.incomplete_dropped, "gap_candles_repaired": s.gap_candles_repaired,
-        "requests": s.requests, "resumed_from": s.resumed_from, "skipped_complete": s.skipped_complete,
-    } for s in runs])
+    per_market = pd.DataFrame(
+        [
+            {
+                "exchange": s.target.exchange,
+                "symbol": s.target.symbol,
+                "timeframe": s.target.timeframe,
+                "inserted": s.inserted,
+                "updated": s.updated,
+                "already_present": s.already_present,
+                "duplicates_dropped": s.duplicates_dropped,
+                "dead_letters": s.dead_letters,
+                "incomplete_dropped": s.incomplete_dropped,
+                "gap_candles_repaired": s.gap_candles_repaired,
+                "requests": s.requests,
+                "resumed_from": s.resumed_from,
+                "skipped_complete": s.skipped_complete,
+            }
+            for s in runs
+        ]
+    )
     total = per_market.select_dtypes("number").sum() if not per_market.empty else {}
     rows = int(total.get("inserted", 0) + total.get("updated", 0))
     return {
@@ -66,11 +94,17 @@ def _metadata(runs: list[BackfillStats], latency_ms: float) -> dict:
     kinds={"ccxt", "duckdb", "pandas"},
     description="OHLCV candles over REST from every configured market, normalized to the canonical "
     "schema, validated, deduplicated and MERGEd into raw.candles (partitioned by candle_date).",
-    check_specs=[dg.AssetCheckSpec(name, asset=["raw", "candles"], description=text)
-                 for name, text in candle_checks.CHECK_SPECS_DESCRIPTIONS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=["raw", "candles"], description=text)
+        for name, text in candle_checks.CHECK_SPECS_DESCRIPTIONS.items()
+    ],
 )
-def raw_candles(context: dg.AssetExecutionContext, config: CandleBackfillConfig,
-                warehouse: WarehouseResource, exchanges: ExchangeResource):
+def raw_candles(
+    context: dg.AssetExecutionContext,
+    config: CandleBackfillConfig,
+    warehouse: WarehouseResource,
+    exchanges: ExchangeResource,
+):
     started = time.monotonic()
     window = context.partition_time_window
     store = warehouse.get_warehouse()
@@ -87,9 +121,18 @@ def raw_candles(context: dg.AssetExecutionContext, config: CandleBackfillConfig,
             raise dg.Failure(description=str(error), allow_retries=False) from error
         reporter = ProgressReporter(context.log, targets)
         for target in targets:
-            runs.append(backfill_candles(client, store, target, now=now, run_id=context.run.run_id,
-                                         refetch=config.refetch, progress=reporter.update,
-                                         retry=exchanges.retry_policy()))
+            runs.append(
+                backfill_candles(
+                    client,
+                    store,
+                    target,
+                    now=now,
+                    run_id=context.run.run_id,
+                    refetch=config.refetch,
+                    progress=reporter.update,
+                    retry=exchanges.retry_policy(),
+                )
+            )
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
     now = min(nows) if nows else pd.Timestamp.now(tz="UTC")
     yield dg.MaterializeResult(metadata=_metadata(runs, (time.monotonic() - started) * 1000))
@@ -100,6 +143,7 @@ def raw_candles(context: dg.AssetExecutionContext, config: CandleBackfillConfig,
 
 
 historical_candles_job = dg.define_asset_job(
-    "historical_candles_job", selection=[raw_candles],
+    "historical_candles_job",
+    selection=[raw_candles],
     description="Backfill or refresh raw.candles for a range of days of one exchange.",
 )

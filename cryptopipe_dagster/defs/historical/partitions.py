@@ -22,8 +22,9 @@ _markets = load_markets_config(load_settings().markets_file)
 
 daily_exchange_partitions = dg.MultiPartitionsDefinition(
     {
-        DATE_DIMENSION: dg.DailyPartitionsDefinition(start_date=_markets.history_start.isoformat(),
-                                                     timezone="UTC"),
+        DATE_DIMENSION: dg.DailyPartitionsDefinition(
+            start_date=_markets.history_start.isoformat(), timezone="UTC"
+        ),
         EXCHANGE_DIMENSION: dg.StaticPartitionsDefinition(sorted(_markets.exchanges)),
     }
 )
@@ -35,9 +36,11 @@ def partition_range_tags(first_day: str, last_day: str, exchange: str) -> dict[s
     """Run tags that make one run cover [first_day, last_day] of one exchange."""
     return {
         "dagster/asset_partition_range_start": dg.MultiPartitionKey(
-            {DATE_DIMENSION: first_day, EXCHANGE_DIMENSION: exchange}),
+            {DATE_DIMENSION: first_day, EXCHANGE_DIMENSION: exchange}
+        ),
         "dagster/asset_partition_range_end": dg.MultiPartitionKey(
-            {DATE_DIMENSION: last_day, EXCHANGE_DIMENSION: exchange}),
+            {DATE_DIMENSION: last_day, EXCHANGE_DIMENSION: exchange}
+        ),
     }
 
 

@@ -13,6 +13,7 @@ daily_candles_schedule = dg.build_schedule_from_partitioned_job(
     historical_candles_job,
     hour_of_day=0,
     minute_of_hour=10,
-    default_status=dg.DefaultScheduleStatus.RUNNING if load_settings().env == "prod"
+    default_status=dg.DefaultScheduleStatus.RUNNING
+    if load_settings().env == "prod"
     else dg.DefaultScheduleStatus.STOPPED,
 )

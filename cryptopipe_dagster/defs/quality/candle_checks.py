@@ -22,7 +22,7 @@ SCHEMA = "candles_match_schema"
 MAX_TABLE_ROWS = 50
 
 CHECK_SPECS_DESCRIPTIONS = {
-    COMPLETENESS: "Every closed candle of the window is present since the market's first candle; gaps listed.",
+    COMPLETENESS: "Every closed candle of the window is there (from the market's first candle); gaps listed.",
     UNIQUE_KEYS: "No two rows share (exchange, symbol, timeframe, ts) in the window's partitions.",
     DEAD_LETTERS: "No record of this run went to ops.dead_letters (reason codes listed when some did).",
     SCHEMA: "Rows stored for the window still validate against the Pandera CandleSchema.",
@@ -49,14 +49,30 @@ def _completeness_row(warehouse: Warehouse, stats: BackfillStats, now: pd.Timest
     start = max(target.start, first_listed) if first_listed is not None else target.start
     expected = expected_candle_count(start, end, target.timeframe) if end > start else 0
     gaps = find_gaps(present, start, end, target.timeframe) if first_listed is not None else []
-    row = {"symbol": target.symbol, "timeframe": target.timeframe, "expected": expected,
-           "actual": len(present), "gaps": len(gaps), "missing": sum(g[2] for g in gaps)}
-    gap_rows = [{"symbol": target.symbol, "timeframe": target.timeframe, "from": g[0], "to": g[1],
-                 "missing_candles": g[2]} for g in gaps]
+    row = {
+        "symbol": target.symbol,
+        "timeframe": target.timeframe,
+        "expected": expected,
+        "actual": len(present),
+        "gaps": len(gaps),
+        "missing": sum(g[2] for g in gaps),
+    }
+    gap_rows = [
+        {
+            "symbol": target.symbol,
+            "timeframe": target.timeframe,
+            "from": g[0],
+            "to": g[1],
+            "missing_candles": g[2],
+        }
+        for g in gaps
+    ]
     return row, gap_rows
 
 
-def completeness_check(warehouse: Warehouse, runs: list[BackfillStats], now: pd.Timestamp) -> dg.AssetCheckResult:
+def completeness_check(
+    warehouse: Warehouse, runs: list[BackfillStats], now: pd.Timestamp
+) -> dg.AssetCheckResult:
     """Expected vs actual candles per market; real exchange outages show up here as listed gaps."""
     rows, gap_rows = [], []
     for stats in runs:
@@ -66,41 +82,73 @@ def completeness_check(warehouse: Warehouse, runs: list[BackfillStats], now: pd.
     summary = pd.DataFrame(rows)
     missing = int(summary["missing"].sum()) if not summary.empty else 0
     return dg.AssetCheckResult(
-        check_name=COMPLETENESS, passed=missing == 0, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"expected_candles": int(summary["expected"].sum()) if rows else 0,
-                  "actual_candles": int(summary["actual"].sum()) if rows else 0,
-                  "missing_candles": missing, "gap_count": len(gap_rows),
-                  "per_market": dg.MetadataValue.md(markdown_table(summary)),
-                  "gaps": dg.MetadataValue.md(markdown_table(pd.DataFrame(gap_rows)))})
+        check_name=COMPLETENESS,
+        passed=missing == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "expected_candles": int(summary["expected"].sum()) if rows else 0,
+            "actual_candles": int(summary["actual"].sum()) if rows else 0,
+            "missing_candles": missing,
+            "gap_count": len(gap_rows),
+            "per_market": dg.MetadataValue.md(markdown_table(summary)),
+            "gaps": dg.MetadataValue.md(markdown_table(pd.DataFrame(gap_rows))),
+        },
+    )
 
 
 def unique_keys_check(warehouse: Warehouse, start: pd.Timestamp, end: pd.Timestamp) -> dg.AssetCheckResult:
     """Duplicate keys would mean the idempotent MERGE failed: an error, not a warning."""
-    duplicates = warehouse.count_duplicate_keys("raw.candles", start.date(), (end - pd.Timedelta(days=1)).date())
-    return dg.AssetCheckResult(check_name=UNIQUE_KEYS, passed=duplicates == 0,
-                               metadata={"duplicate_keys": duplicates})
+    duplicates = warehouse.count_duplicate_keys(
+        "raw.candles", start.date(), (end - pd.Timedelta(days=1)).date()
+    )
+    return dg.AssetCheckResult(
+        check_name=UNIQUE_KEYS, passed=duplicates == 0, metadata={"duplicate_keys": duplicates}
+    )
 
 
 def dead_letters_check(runs: list[BackfillStats]) -> dg.AssetCheckResult:
     """Dead letters are kept and replayable; the check warns so someone looks at the reasons."""
     total = sum(s.dead_letters for s in runs)
-    reasons = pd.DataFrame([{"symbol": s.target.symbol, "timeframe": s.target.timeframe, "reason_code": reason,
-                             "count": count} for s in runs for reason, count in s.dead_letter_reasons.items()])
-    return dg.AssetCheckResult(check_name=DEAD_LETTERS, passed=total == 0, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"dead_letters": total,
-                                         "by_reason": dg.MetadataValue.md(markdown_table(reasons))})
+    reasons = pd.DataFrame(
+        [
+            {
+                "symbol": s.target.symbol,
+                "timeframe": s.target.timeframe,
+                "reason_code": reason,
+                "count": count,
+            }
+            for s in runs
+            for reason, count in s.dead_letter_reasons.items()
+        ]
+    )
+    return dg.AssetCheckResult(
+        check_name=DEAD_LETTERS,
+        passed=total == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dead_letters": total, "by_reason": dg.MetadataValue.md(markdown_table(reasons))},
+    )
 
 
-def schema_check(warehouse: Warehouse, exchanges: list[str], start: pd.Timestamp,
-                 end: pd.Timestamp) -> dg.AssetCheckResult:
+def schema_check(
+    warehouse: Warehouse, exchanges: list[str], start: pd.Timestamp, end: pd.Timestamp
+) -> dg.AssetCheckResult:
     """Re-validate what is stored: catches drift between the table and the canonical schema."""
     stored = warehouse.candles_in_window(exchanges, start, end)
     failures = pd.DataFrame()
     try:
         CandleSchema.validate(stored, lazy=True)
     except (SchemaErrors, SchemaError) as error:  # report the cases; the run itself goes on
-        failures = error.failure_cases if isinstance(error.failure_cases, pd.DataFrame) else pd.DataFrame(
-            {"error": [str(error)]})
-    return dg.AssetCheckResult(check_name=SCHEMA, passed=failures.empty,
-                               metadata={"rows_checked": len(stored), "failure_cases": len(failures),
-                                         "failures": dg.MetadataValue.md(markdown_table(failures))})
+        failures = (
+            error.failure_cases
+            if isinstance(error.failure_cases, pd.DataFrame)
+            else pd.DataFrame({"error": [str(error)]})
+        )
+    return dg.AssetCheckResult(
+        check_name=SCHEMA,
+        passed=failures.empty,
+        metadata={
+            "rows_checked": len(stored),
+            "failure_cases": len(failures),
+            "failures": dg.MetadataValue.md(markdown_table(failures)),
+        },
+    )
