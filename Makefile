@@ -9,7 +9,7 @@ export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test dev sim lint format clean
+.PHONY: help install demo test dev sim docs lint format clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python python3
 	@touch $@
 
-demo: install ## Start the simulator, backfill the demo markets through Dagster, print a summary.
+demo: install ## Simulator + backfill of the demo markets + dbt marts, through Dagster; prints a summary.
 	$(BIN)/cryptopipe demo
 
 test: install ## Run the whole test suite.
@@ -32,6 +32,10 @@ dev: install ## Dagster UI (dagster dev) on the local instance, with the exchang
 
 sim: install ## Run the exchange simulator alone on 127.0.0.1:8765.
 	$(BIN)/cryptopipe sim
+
+docs: install ## dbt docs (model docs + lineage) on http://127.0.0.1:8580.
+	cd dbt_project && CRYPTOPIPE_DUCKDB_PATH=$(CRYPTOPIPE_HOME)/warehouse.duckdb ../$(BIN)/dbt docs generate --profiles-dir . --target local
+	cd dbt_project && CRYPTOPIPE_DUCKDB_PATH=$(CRYPTOPIPE_HOME)/warehouse.duckdb ../$(BIN)/dbt docs serve --profiles-dir . --port 8580 --host 127.0.0.1
 
 lint: install ## ruff lint and format check.
 	$(BIN)/ruff check cryptopipe_dagster tests

@@ -19,3 +19,9 @@ variable "labels" {
   description = "Labels added to every resource."
   default     = { app = "cryptopipe" }
 }
+
+variable "pubsub_kms_key_name" {
+  type        = string
+  description = "Full resource name of the Cloud KMS key used as CMEK for the Pub/Sub topics; null reuses kms_key_name (set it when the BigQuery key's location does not suit Pub/Sub)."
+  default     = null
+}

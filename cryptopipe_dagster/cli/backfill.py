@@ -71,6 +71,28 @@ def _metadata_values(result: dg.ExecuteInProcessResult) -> dict:
     }
 
 
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
+
+
+def execute_range(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    exchange: str,
+    first: dt.date,
+    last: dt.date,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One run of `job` over the days [first, last] of one exchange, on the given instance."""
+    # The progress bar is the terminal's view; every event still goes to the instance (the UI).
+    config = {**(run_config or {}), "loggers": QUIET_LOGGERS}
+    return job.execute_in_process(
+        run_config=config,
+        instance=instance,
+        raise_on_error=False,
+        tags=partition_range_tags(first.isoformat(), last.isoformat(), exchange),
+    )
+
+
 def run_backfill(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,

@@ -8,7 +8,7 @@ import dagster as dg
 from rich.console import Console
 from rich.table import Table
 
-from cryptopipe_dagster.cli.backfill import ChunkResult, check_dates, run_backfill
+from cryptopipe_dagster.cli.backfill import ChunkResult, check_dates, day_chunks, execute_range, run_backfill
 from cryptopipe_dagster.cli.instance import local_instance
 from cryptopipe_dagster.cli.simulator_process import free_port, start_simulator, stop_simulator
 from cryptopipe_dagster.lib.errors import ConfigError
@@ -24,14 +24,28 @@ from cryptopipe_dagster.lib.markets_config import (
 from cryptopipe_dagster.lib.settings import Settings, load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
-JOB_NAME = "historical_candles_job"
+BACKFILL_JOB = "historical_candles_job"
+TRANSFORM_JOB = "transform_job"
+LATEST_INDICATORS_SQL = """
+select exchange, symbol, timeframe, strftime(ts at time zone 'UTC', '%Y-%m-%d %H:%M') as ts_utc, close,
+       round(sma_20, 2) as sma_20, round(ema_20, 2) as ema_20, round(rsi_14, 1) as rsi_14,
+       round(macd, 2) as macd, round(bb_upper, 2) as bb_upper, round(bb_lower, 2) as bb_lower,
+       round(atr_14, 2) as atr_14, round(vwap_24, 2) as vwap_24
+from (
+    select '1h' as timeframe, * from marts.indicators_1h
+    union all by name
+    select '1d' as timeframe, * from marts.indicators_1d
+)
+qualify row_number() over (partition by exchange, symbol, timeframe order by ts desc) = 1
+order by exchange, symbol, timeframe
+"""
 
 
-def load_job() -> dg.JobDefinition:
-    """The job as Dagster itself loads it (definitions.py), so CLI runs equal UI runs."""
+def load_job(name: str = BACKFILL_JOB) -> dg.JobDefinition:
+    """A job as Dagster itself loads it (definitions.py), so CLI runs equal UI runs."""
     from cryptopipe_dagster.definitions import defs
 
-    return defs().resolve_job_def(JOB_NAME)
+    return defs().resolve_job_def(name)
 
 
 def build_spec(
@@ -65,6 +79,7 @@ def backfill_command(
     markets = load_markets_config(settings.markets_file)
     spec = build_spec(markets, exchange, symbols, timeframes, start, end)
     check_dates(spec, markets.history_start)
+    day_chunks(spec.start, spec.end, days_per_run)  # validates --days-per-run before Dagster loads
     results = run_backfill(
         load_job(),
         local_instance(settings),
@@ -95,9 +110,33 @@ def demo_command(port: int, console: Console) -> None:
                     raise ConfigError(f"demo run {result.run_id} failed; see `make dev` for its logs")
                 for key in ("rows", "duplicates_dropped", "dead_letters", "already_present"):
                     totals[key] = totals.get(key, 0) + int(result.metadata.get(key, 0))
+        run_transforms(markets, instance, console)
     finally:
         stop_simulator(simulator)
     print_summary(settings, totals, console)
+
+
+def run_transforms(markets: MarketsConfig, instance: dg.DagsterInstance, console: Console) -> None:
+    """dbt build over each exchange's whole demo range, as one Dagster run per exchange."""
+    job = load_job(TRANSFORM_JOB)
+    for exchange in sorted({spec.exchange for spec in markets.demo}):
+        specs = [spec for spec in markets.demo if spec.exchange == exchange]
+        first, last = min(s.start for s in specs), max(s.end for s in specs)
+        with console.status(f"dbt build {exchange} {first}..{last}"):
+            result = execute_range(job, instance, exchange, first, last)
+        if not result.success:
+            raise ConfigError(f"dbt run {result.run_id} failed for {exchange}; see `make dev` for its logs")
+        console.print(f"dbt build {exchange} {first}..{last}: ok (run {result.run_id[:8]})")
+
+
+def rich_table(title: str, frame) -> Table:
+    """A DataFrame as a rich table."""
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    return table
 
 
 def print_summary(settings: Settings, totals: dict[str, int], console: Console) -> None:
@@ -110,12 +149,9 @@ def print_summary(settings: Settings, totals: dict[str, int], console: Console) 
         "from raw.candles group by all order by all",
         {},
     )
-    table = Table(title="raw.candles")
-    for column in per_market.columns:
-        table.add_column(column)
-    for row in per_market.itertuples(index=False):
-        table.add_row(*[str(v) for v in row])
-    console.print(table)
+    console.print(rich_table("raw.candles", per_market))
+    indicators = warehouse.query_df(LATEST_INDICATORS_SQL, {})
+    console.print(rich_table("latest indicators (marts.indicators_1h / _1d)", indicators))
     dead = warehouse.query_df("select reason_code, count(*) as n from ops.dead_letters group by all", {})
     console.print(
         f"this run: rows loaded={totals.get('rows', 0):,} already present="

@@ -76,4 +76,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=resources_for(load_settings()))
+    # A module with a @dg.definitions function contributes only what that function returns.
+    from cryptopipe_dagster.defs.transform.assets import dbt_resource
+
+    return dg.Definitions(resources={**resources_for(load_settings()), "dbt": dbt_resource()})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CryptopipeError(Exception):
     """Base class of every error cryptopipe raises on purpose."""
@@ -58,3 +60,56 @@ class UnsafeIdentifier(CryptopipeError):
     def __init__(self, identifier: object) -> None:
         super().__init__(f"unsafe SQL identifier {identifier!r}: only [A-Za-z_][A-Za-z0-9_]* is allowed")
         self.identifier = identifier
+
+
+class PubSubError(CryptopipeError):
+    """Base class of the Pub/Sub layer's errors (lib/pubsub)."""
+
+
+class EmulatorUnavailable(PubSubError):
+    """The Pub/Sub emulator (or the Java runtime it needs) is missing, or it did not start."""
+
+
+class TopologyError(PubSubError, ConfigError):
+    """A Pub/Sub topology declaration is inconsistent (unknown topic, forbidden combination)."""
+
+
+class InvalidBatch(PubSubError):
+    """A micro-batch cannot be published as given (empty, mixed markets, missing columns, too large)."""
+
+    def __init__(self, reason: str, value: object = None) -> None:
+        detail = f": {value!r}" if value is not None else ""
+        super().__init__(f"invalid batch, {reason}{detail}")
+        self.reason = reason
+        self.value = value
+
+
+class UndecodableMessage(PubSubError):
+    """A pulled message cannot be read as a batch; `reason_code` is stable (dead-letter reason)."""
+
+    def __init__(self, reason_code: str, detail: str) -> None:
+        super().__init__(f"{reason_code}: {detail}")
+        self.reason_code = reason_code
+        self.detail = detail
+
+
+class PublisherClosed(PubSubError):
+    """publish() was called on a MarketDataPublisher after close()."""
+
+
+class PublishFailed(PubSubError):
+    """Some published batches could not be delivered; `failures` lists each with its payload."""
+
+    def __init__(self, failures: list[Any]) -> None:  # lib.pubsub.publisher.PublishFailure items
+        shown = ", ".join(f"{f.batch_id[:12]}({f.reason})" for f in failures[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} batch(es) not published: {shown}{more}")
+        self.failures = failures
+
+
+class PullFailed(PubSubError):
+    """A synchronous pull kept failing (service unavailable, permission, unknown subscription)."""
+
+
+class AckFailed(PubSubError):
+    """Acknowledge / ModifyAckDeadline kept failing; the messages will be redelivered."""

@@ -13,6 +13,6 @@ def test_definitions_load_with_assets_checks_job_and_schedule():
     check_names = {key.name for key in repository.asset_graph.asset_check_keys}
     assert set(candle_checks.CHECK_SPECS_DESCRIPTIONS) <= check_names
     assert definitions.resolve_job_def("historical_candles_job") is not None
-    schedule = definitions.resolve_schedule_def("historical_candles_job_schedule")
+    schedule = definitions.resolve_schedule_def("daily_market_data_job_schedule")
     assert schedule.cron_schedule == "10 0 * * *"
     assert set(repository.get_top_level_resources()) >= {"warehouse", "exchanges"}

@@ -32,5 +32,5 @@ def demo_home(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("demo") / "cryptopipe-home"
     result = run_demo(home)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "raw.candles" in result.stdout
+    assert "raw.candles" in result.stdout and "latest indicators" in result.stdout
     return home

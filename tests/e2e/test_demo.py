@@ -91,3 +91,16 @@ def test_demo_covers_every_configured_demo_market(demo_home):
         for symbol in spec.symbols:
             for timeframe in spec.timeframes:
                 assert (spec.exchange, symbol, timeframe) in loaded
+
+
+def test_demo_builds_the_marts_for_every_demo_market(demo_home):
+    warehouse = DuckDBWarehouse(demo_home / "warehouse.duckdb")
+    for mart in ("ohlcv_1h", "ohlcv_1d", "indicators_1h", "indicators_1d"):
+        markets = warehouse.query_df(f"select distinct exchange, symbol from marts.{mart}", {})
+        assert len(markets) == 4, mart
+    latest = warehouse.query_df(
+        "select count(*) as n from marts.indicators_1d where ts = '2020-01-17' and rsi_14 between 0 and 100 "
+        "and macd_signal is not null and atr_14 > 0 and vwap_24 > 0",
+        {},
+    )
+    assert latest["n"].iloc[0] == 3  # the three Bitstamp markets on their last recorded day

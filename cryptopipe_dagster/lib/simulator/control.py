@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import asdict, replace
 
 from aiohttp import web
@@ -40,12 +41,19 @@ def describe(state: SimState) -> dict:
 
 
 async def markets(request: web.Request) -> web.Response:
-    """GET /_sim/markets: what is served, with the recorded range of each market."""
-    store = request.app[SIM_STATE].store
+    """GET /_sim/markets: what is recorded, with its range and the venues serving it (`kraken`
+    serves the Coinbase recording)."""
+    state = request.app[SIM_STATE]
+    store = state.store
+    venues_of: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for exchange, venue in state.venues.items():
+        for m in venue.markets:
+            venues_of[(venue.source_exchange(), m.symbol)].append(exchange)
     return json_response(
         [
             {
                 "exchange": m.exchange,
+                "venues": venues_of.get((m.exchange, m.symbol), []),
                 "symbol": m.symbol,
                 "timeframe_s": m.timeframe_s,
                 "bars": len(m.bars),
@@ -58,7 +66,8 @@ async def markets(request: web.Request) -> web.Response:
 
 
 async def set_faults(request: web.Request) -> web.Response:
-    """POST /_sim/faults {"spec": "...", optional retry_after_s, slow_seconds, include_markets}."""
+    """POST /_sim/faults {"spec": "...", optional retry_after_s, slow_seconds, include_markets,
+    stall_seconds, burst_messages, burst_factor}."""
     state = request.app[SIM_STATE]
     try:
         body = await _json_object(request)
@@ -87,12 +96,12 @@ async def set_clock(request: web.Request) -> web.Response:
 
 def _settings(current: FaultSettings, body: dict) -> FaultSettings:
     changes = {}
-    for name in ("retry_after_s", "slow_seconds"):
+    for name in ("retry_after_s", "slow_seconds", "stall_seconds", "burst_factor", "burst_messages"):
         if name in body:
             value = body[name]
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number")
-            changes[name] = float(value)
+            changes[name] = int(value) if name == "burst_messages" else float(value)
     if "include_markets" in body:
         changes["include_markets"] = bool(body["include_markets"])
     return replace(current, **changes)

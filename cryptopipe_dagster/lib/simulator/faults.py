@@ -6,7 +6,9 @@ request (1-based) after the plan was installed. Exact rules win over probabilist
 fault per request. Decisions come from `random.Random(f"{seed}:{n}")`, so the same seed and the same
 request sequence give the same faults, and the handler of the fault gets that same generator.
 
-Kinds live in a registry (`register_fault`); the built-in ones are in `fault_kinds.py`.
+Kinds live in a registry (`register_fault`); the built-in ones are in `fault_kinds.py`. WebSocket
+kinds (`ws_*`, `register_stream_fault`, built-ins in `stream_faults.py`) share the grammar and the
+spec string but never touch HTTP requests: they are decided per stream message by the feeds.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class FaultSettings:
     retry_after_s: float = 1.0  # Retry-After of rate_limit / ip_ban
     slow_seconds: float = 3.0  # delay of `slow`
     include_markets: bool = False  # also fault markets endpoints (load_markets) — off so it works
+    stall_seconds: float = 2.0  # how long `ws_stall` sends nothing
+    burst_messages: int = 50  # how many messages `ws_burst` speeds up
+    burst_factor: float = 100.0  # how many times faster they are sent
 
 
 @dataclass
@@ -57,6 +62,9 @@ class FaultContext:
 
 FaultHandler = Callable[[FaultContext, Produce], Awaitable[web.Response]]
 FAULT_HANDLERS: dict[str, FaultHandler] = {}
+# Stream kinds are applied by the feed's send loop (their effect is on the socket, not on an answer),
+# so the registry only holds their description.
+STREAM_FAULT_KINDS: dict[str, str] = {}
 
 
 def register_fault(kind: str) -> Callable[[FaultHandler], FaultHandler]:
@@ -71,10 +79,17 @@ def register_fault(kind: str) -> Callable[[FaultHandler], FaultHandler]:
     return add
 
 
+def register_stream_fault(kind: str, description: str) -> None:
+    """Add a WebSocket fault kind (the feed's send loop implements it)."""
+    if not re.fullmatch(r"ws_[a-z0-9_]+", kind):
+        raise ValueError(f"stream fault kind {kind!r} must be lower_snake_case starting with ws_")
+    STREAM_FAULT_KINDS[kind] = description
+
+
 def fault_kinds() -> list[str]:
-    """Every registered fault kind."""
+    """Every registered fault kind (HTTP and stream)."""
     _load_builtin_kinds()
-    return sorted(FAULT_HANDLERS)
+    return sorted({*FAULT_HANDLERS, *STREAM_FAULT_KINDS})
 
 
 @dataclass(frozen=True)
@@ -93,14 +108,25 @@ class FaultPlan:
     rules: tuple[FaultRule, ...] = ()
     spec: str = ""
 
+    @property
+    def http_rules(self) -> tuple[FaultRule, ...]:
+        """The rules for HTTP requests (stream rules are left to the feeds)."""
+        return tuple(rule for rule in self.rules if rule.kind not in STREAM_FAULT_KINDS)
+
+    @property
+    def stream_rules(self) -> tuple[FaultRule, ...]:
+        """The `ws_*` rules, decided per stream message."""
+        return tuple(rule for rule in self.rules if rule.kind in STREAM_FAULT_KINDS)
+
     def decide(self, seed: int, request_number: int) -> tuple[str | None, random.Random]:
         """The fault kind for this data request (or None) and the generator its handler uses."""
         rng = random.Random(f"{seed}:{request_number}")
-        for rule in self.rules:
+        rules = self.http_rules
+        for rule in rules:
             if rule.at_request == request_number:
                 return rule.kind, rng
         chosen = None
-        for rule in self.rules:
+        for rule in rules:
             if rule.probability is not None:
                 # Draw for every rule, so adding a rule later does not shift the others' draws.
                 draw = rng.random()
@@ -124,10 +150,9 @@ def parse_fault_spec(spec: str) -> FaultPlan:
         if match is None:
             raise ValueError(f"bad fault token {token!r}: expected kind:probability or kind@request")
         kind = match["kind"]
-        if kind not in FAULT_HANDLERS:
+        if kind not in FAULT_HANDLERS and kind not in STREAM_FAULT_KINDS:
             raise ValueError(
-                f"bad fault token {token!r}: unknown kind {kind!r} "
-                f"(known: {', '.join(sorted(FAULT_HANDLERS))})"
+                f"bad fault token {token!r}: unknown kind {kind!r} (known: {', '.join(fault_kinds())})"
             )
         rules.append(_rule(token, kind, match["prob"], match["at"]))
     return FaultPlan(tuple(rules), spec or "")
@@ -150,17 +175,20 @@ def _rule(token: str, kind: str, prob: str | None, at: str | None) -> FaultRule:
 
 @dataclass
 class FaultInjector:
-    """The active plan plus the data-request counter; replacing the plan restarts the count."""
+    """The active plan plus the data-request counter; replacing the plan restarts the count (and,
+    through `generation`, the message counts of the streams)."""
 
     seed: int = 0
     plan: FaultPlan = field(default_factory=FaultPlan)
     settings: FaultSettings = field(default_factory=FaultSettings)
     data_requests: int = 0
+    generation: int = 0
 
     def replace(self, spec: str, settings: FaultSettings | None = None) -> None:
         """Install a new spec (validated first, so a bad one leaves the old plan active)."""
         plan = parse_fault_spec(spec)
         self.plan, self.data_requests = plan, 0
+        self.generation += 1
         if settings is not None:
             self.settings = settings
 
@@ -171,5 +199,6 @@ class FaultInjector:
 
 
 def _load_builtin_kinds() -> None:
-    # Imported lazily: fault_kinds imports this module to register itself.
+    # Imported lazily: these modules import this one to register themselves.
     importlib.import_module("cryptopipe_dagster.lib.simulator.fault_kinds")
+    importlib.import_module("cryptopipe_dagster.lib.simulator.stream_faults")

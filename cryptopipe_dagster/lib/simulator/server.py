@@ -1,7 +1,9 @@
 """The exchange simulator's HTTP server: one port, each exchange under /<ccxt id>, controls under /_sim.
 
 `create_app` builds the aiohttp app, `run_simulator` serves it in the foreground, `SimulatorServer`
-runs it on a background thread (tests, benchmarks, the demo).
+runs it on a background thread (tests, benchmarks, the demo). Each venue's WebSocket feed is on the
+same port at the path ccxt.pro ends up with after `point_exchange_at_simulator`
+(ws://host/coinbaseexchange, ws://host/bitstamp, ws://host/kraken/v2).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from aiohttp import web
 from cryptopipe_dagster.lib.simulator.clock import SimClock
 from cryptopipe_dagster.lib.simulator.control import control_routes, describe
 from cryptopipe_dagster.lib.simulator.faults import FaultInjector, FaultSettings, parse_fault_spec
+from cryptopipe_dagster.lib.simulator.hub import StreamHub
 from cryptopipe_dagster.lib.simulator.market_data import cached_store
 from cryptopipe_dagster.lib.simulator.state import SIM_STATE, SimState, with_faults
-from cryptopipe_dagster.lib.simulator.venues import VENUES
+from cryptopipe_dagster.lib.simulator.stream_conn import websocket_handler
+from cryptopipe_dagster.lib.simulator.stream_control import stream_routes
+from cryptopipe_dagster.lib.simulator.tape import stream_config
+from cryptopipe_dagster.lib.simulator.venues import STREAMS, VENUES
+from cryptopipe_dagster.lib.simulator.venues.common import Venue
 
 log = logging.getLogger("cryptopipe.simulator")
 
@@ -37,33 +44,67 @@ def create_app(
     retry_after_s: float = 1.0,
     slow_seconds: float = 3.0,
     include_markets: bool = False,
+    stall_seconds: float = 2.0,
+    burst_messages: int = 50,
+    burst_factor: float = 100.0,
+    stream_speed: float | str | None = 1.0,
+    stream_start: datetime | str | None = None,
+    stream_stop_after: int | str | datetime | None = None,
 ) -> web.Application:
     """The simulator app serving every recording in `data_dir` under its exchange's real API.
 
-    `faults` is a spec such as "rate_limit:0.05,slow@3" (ValueError naming a bad token); `now`
-    freezes the clock (default: wall clock); `include_markets` also faults the markets endpoints.
+    `faults` is a spec such as "rate_limit:0.05,slow@3,ws_disconnect@500" (ValueError naming a bad
+    token); `now` freezes the clock (default: wall clock); `include_markets` also faults the markets
+    endpoints. Streams replay at `stream_speed` (1 = real time, 10, or "max") from `stream_start`
+    (default: the clock when a feed starts), optionally stopping after `stream_stop_after` trades
+    (an int) or at an instant.
     """
-    settings = FaultSettings(retry_after_s, slow_seconds, include_markets)
+    settings = FaultSettings(
+        retry_after_s, slow_seconds, include_markets, stall_seconds, int(burst_messages), burst_factor
+    )
     injector = FaultInjector(seed=seed, plan=parse_fault_spec(faults), settings=settings)
-    state = SimState(store=cached_store(Path(data_dir), seed), clock=SimClock(now), faults=injector)
+    clock = SimClock(now)
+    hub = StreamHub(clock, injector, stream_config(stream_speed, stream_start, stream_stop_after))
+    state = SimState(store=cached_store(Path(data_dir), seed), clock=clock, faults=injector, streams=hub)
     app = web.Application()
     app[SIM_STATE] = state
-    for exchange in state.store.exchanges():
-        venue_class = VENUES.get(exchange)
-        if venue_class is None:
-            log.warning("simulator_skip exchange=%s reason=no_api_for_venue", exchange)
-            continue
-        venue = venue_class(state.store, state.clock)
-        for route in venue.routes():
-            app.router.add_route(route.method, f"/{exchange}{route.path}", with_faults(state, venue, route))
+    recorded = set(state.store.exchanges())
+    for exchange in sorted(recorded - {venue.source_exchange() for venue in VENUES.values()}):
+        log.warning("simulator_skip exchange=%s reason=no_api_for_venue", exchange)
+    for venue_class in VENUES.values():
+        if venue_class.source_exchange() in recorded:
+            _add_venue(app, state, venue_class(state.store, state.clock))
     app.router.add_routes(control_routes())
+    app.router.add_routes(stream_routes())
+    app.on_shutdown.append(_close_streams)
     return app
 
 
+def _add_venue(app: web.Application, state: SimState, venue: Venue) -> None:
+    """Mount a venue's REST routes under /<id> and, when it has one, its WebSocket dialect."""
+    exchange = venue.exchange_id
+    venue.horizon = state.streams
+    state.venues[exchange] = venue
+    for route in venue.routes():
+        app.router.add_route(route.method, f"/{exchange}{route.path}", with_faults(state, venue, route))
+    stream_class = STREAMS.get(exchange)
+    if stream_class is None:
+        return
+    hub = state.streams
+    stream = stream_class(venue, hub)
+    hub.add_venue(exchange, venue.markets, stream.channels())
+    handler = websocket_handler(stream, hub.connections.add, hub.connections.discard)
+    app.router.add_get(f"/{exchange}{stream.path}", handler)
+
+
+async def _close_streams(app: web.Application) -> None:
+    await app[SIM_STATE].streams.shutdown()
+
+
 def served_markets(app: web.Application) -> list[str]:
-    """`exchange:SYMBOL` for every market the app serves."""
-    store = app[SIM_STATE].store
-    return [f"{m.exchange}:{m.symbol}" for m in store.all_markets() if m.exchange in VENUES]
+    """`exchange:SYMBOL` for every market the app serves (Kraken's are Coinbase recordings)."""
+    venues = app[SIM_STATE].venues
+    return [f"{exchange}:{m.symbol}" for exchange, venue in venues.items() for m in venue.markets]
 
 
 def run_simulator(
@@ -95,6 +136,7 @@ async def _serve_forever(app: web.Application, host: str, port: int, seed: int, 
                 "seed": seed,
                 "faults": faults,
                 "clock": app[SIM_STATE].clock.describe(),
+                "stream": app[SIM_STATE].streams.config.describe(),
             }
         )
     )
@@ -183,6 +225,31 @@ class SimulatorServer:
     def stats(self) -> dict:
         """GET /_sim/stats as a dict."""
         return self._call(_run(lambda: describe(self.state)))
+
+    def set_stream(
+        self,
+        speed: float | str | None = 1.0,
+        start: datetime | str | None = None,
+        stop_after: int | str | datetime | None = None,
+    ) -> None:
+        """Replace the replay config (as POST /_sim/stream): every feed restarts with an empty ledger."""
+        config = stream_config(speed, start, stop_after)
+        self._call(_run(lambda: self.state.streams.configure(config)))
+
+    def stream_status(self) -> dict:
+        """GET /_sim/stream as a dict."""
+        return self._call(_run(self.state.streams.describe))
+
+    def emitted(self, exchange: str, symbol: str) -> dict:
+        """GET /_sim/stream/emitted as a dict (count, first/last, every id); KeyError for unknown markets."""
+
+        def read() -> dict:
+            ledger = self.state.streams.ledger(exchange, symbol)
+            if ledger is None:
+                raise KeyError(f"no stream for {exchange}:{symbol}")
+            return {"exchange": exchange, "symbol": symbol, **ledger.describe()}
+
+        return self._call(_run(read))
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from cryptopipe_dagster.lib.simulator.clock import SimClock
 from cryptopipe_dagster.lib.simulator.faults import FAULT_HANDLERS, FaultContext, FaultInjector
+from cryptopipe_dagster.lib.simulator.hub import StreamHub
 from cryptopipe_dagster.lib.simulator.market_data import MarketStore
 from cryptopipe_dagster.lib.simulator.venues.common import Handler, Route, Venue
 
@@ -43,6 +44,8 @@ class SimState:
     clock: SimClock
     faults: FaultInjector
     stats: SimStats = field(default_factory=SimStats)
+    streams: StreamHub | None = None  # WebSocket feeds (set by create_app)
+    venues: dict[str, Venue] = field(default_factory=dict)  # by ccxt id
 
 
 SIM_STATE = web.AppKey("sim_state", SimState)

@@ -1,9 +1,17 @@
-"""Exchange APIs the simulator speaks, by ccxt id."""
+"""Exchange APIs the simulator speaks, by ccxt id: REST venues and their WebSocket dialects."""
 
 from __future__ import annotations
 
 from cryptopipe_dagster.lib.simulator.venues.bitstamp import Bitstamp
+from cryptopipe_dagster.lib.simulator.venues.bitstamp_ws import BitstampStream
 from cryptopipe_dagster.lib.simulator.venues.coinbaseexchange import CoinbaseExchange
+from cryptopipe_dagster.lib.simulator.venues.coinbaseexchange_ws import CoinbaseExchangeStream
 from cryptopipe_dagster.lib.simulator.venues.common import Venue
+from cryptopipe_dagster.lib.simulator.venues.kraken import Kraken
+from cryptopipe_dagster.lib.simulator.venues.kraken_ws import KrakenStream
+from cryptopipe_dagster.lib.simulator.venues.stream_common import VenueStream
 
-VENUES: dict[str, type[Venue]] = {venue.exchange_id: venue for venue in (CoinbaseExchange, Bitstamp)}
+VENUES: dict[str, type[Venue]] = {venue.exchange_id: venue for venue in (CoinbaseExchange, Bitstamp, Kraken)}
+STREAMS: dict[str, type[VenueStream]] = {
+    stream.exchange_id: stream for stream in (CoinbaseExchangeStream, BitstampStream, KrakenStream)
+}

@@ -80,7 +80,7 @@ class Bitstamp(Venue):
         market = self._market(request)
         if market is None:
             return _error(404, "Invalid currency pair.", "API0009")
-        now_ms = self.clock.now_ms()
+        now_ms = self.now_ms(market)
         try:
             step, limit, first_s, last_s = _ohlc_window(request, now_ms)
         except ValueError as exc:
@@ -99,8 +99,10 @@ class Bitstamp(Venue):
         span = TRANSACTION_SPANS.get(request.query.get("time", "hour"))
         if span is None:
             return _error(400, "time: must be one of minute, hour, day.", "API0003")
-        now_ms = self.clock.now_ms()
+        now_ms, newest_id = self.view(market)
         trades = series.trades_between(market, now_ms - span * 1000 + 1, now_ms + 1, now_ms)
+        if newest_id is not None:  # a stopped stream replay: nothing it did not emit
+            trades = trades.select(trades.trade_id <= newest_id)
         trades = trades.select(slice(None, None, -1))
         rows = [
             {

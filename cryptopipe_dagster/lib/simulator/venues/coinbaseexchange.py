@@ -87,7 +87,7 @@ class CoinbaseExchange(Venue):
         market = self._market(request)
         if market is None:
             return _not_found()
-        now_ms = self.clock.now_ms()
+        now_ms = self.now_ms(market)
         try:
             step, first_s, last_s = _candle_window(request, now_ms)
         except ValueError as exc:
@@ -113,11 +113,15 @@ class CoinbaseExchange(Venue):
             return json_response({"message": str(exc)}, 400)
         if not 1 <= limit <= MAX_TRADES:
             return json_response({"message": f"limit must be between 1 and {MAX_TRADES}"}, 400)
-        now_ms = self.clock.now_ms()
+        now_ms, newest_id = self.view(market)
+        if newest_id is not None and before is None:  # a stopped stream replay: nothing it did not emit
+            after = newest_id + 1 if after is None else min(after, newest_id + 1)
         if before is not None and after is None:
             trades = series.trades_newer_than(market, before, limit, now_ms)
         else:
             trades = series.trades_older_than(market, after, limit, now_ms)
+        if newest_id is not None:
+            trades = trades.select(trades.trade_id <= newest_id)
         return _trades_response(market, trades)
 
     def _market(self, request: web.Request) -> Market | None:

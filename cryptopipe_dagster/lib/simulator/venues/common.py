@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from aiohttp import web
@@ -50,19 +50,44 @@ class Route:
     category: Category
 
 
+class Horizon(Protocol):
+    """Up to when REST may answer for a market: the stream hub, whose replay may run ahead of the clock."""
+
+    def horizon(self, exchange: str, symbol: str, clock_ms: int) -> tuple[int, int | None]: ...
+
+
 class Venue:
     """Base of an exchange API: subclasses set `exchange_id` and implement `routes` and the errors."""
 
     exchange_id = ""
+    recording_exchange = ""  # whose recordings it serves, when not its own (see venues/kraken.py)
 
     def __init__(self, store: MarketStore, clock: SimClock) -> None:
         self.store = store
         self.clock = clock
+        self.horizon: Horizon | None = None  # set by create_app once the stream hub exists
+
+    @classmethod
+    def source_exchange(cls) -> str:
+        """The exchange id of the recordings this venue serves."""
+        return cls.recording_exchange or cls.exchange_id
 
     @property
     def markets(self) -> list[Market]:
         """The recorded markets this venue serves."""
         return self.store.markets(self.exchange_id)
+
+    def view(self, market: Market) -> tuple[int, int | None]:
+        """(now for this market's data, newest trade id to show or None): the clock, or the stream
+        replay's position when that is ahead, so REST serves every trade a stream has emitted."""
+        clock_ms = self.clock.now_ms()
+        if self.horizon is None:
+            return clock_ms, None
+        return self.horizon.horizon(market.exchange, market.symbol, clock_ms)
+
+    def now_ms(self, market: Market) -> int:
+        """`view(market)[0]`"""
+        return self.view(market)[0]
 
     def routes(self) -> list[Route]:
         """Every endpoint of this venue."""

@@ -1,0 +1,87 @@
+"""dbt models as Dagster assets (dagster-dbt), partitioned like raw/candles.
+
+Each run passes its partition window and exchanges as dbt vars, so an incremental model reads only
+that window plus its indicator lookback; dbt tests surface as asset checks.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from cryptopipe_dagster.defs.historical.partitions import (
+    backfill_policy,
+    daily_exchange_partitions,
+    exchanges_in_run,
+)
+from cryptopipe_dagster.lib.dbt_vars import dbt_window_vars
+from cryptopipe_dagster.lib.settings import PACKAGE_DIR, load_settings
+
+DBT_PROJECT_DIR = PACKAGE_DIR.parent / "dbt_project"
+# The dbt installed beside this Python, whether or not the venv's bin/ is on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+_settings = load_settings()
+# profiles.yml reads the DuckDB path from the environment; dbt runs as a child process.
+os.environ.setdefault("CRYPTOPIPE_DUCKDB_PATH", str(_settings.duckdb_path))
+# dagster-dbt's manifest preparer looks dbt up on PATH; the venv's bin/ is not on it when the
+# venv's python is run directly (tests, `make`), so put it first.
+if str(Path(DBT_EXECUTABLE).parent) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join([str(Path(DBT_EXECUTABLE).parent), os.environ.get("PATH", "")])
+
+dbt_project = DbtProject(
+    project_dir=DBT_PROJECT_DIR,
+    profiles_dir=DBT_PROJECT_DIR,
+    target="prod" if _settings.env == "prod" else "local",
+)
+if not dbt_project.manifest_path.exists():
+    # A fresh clone has no target/manifest.json: parse once (offline, a few seconds).
+    dbt_project.preparer.prepare(dbt_project)
+dbt_project.prepare_if_dev()
+
+
+class CryptopipeDbtTranslator(DagsterDbtTranslator):
+    """Models keyed by schema (marts/ohlcv_1h); the raw source is the ingestion asset raw/candles."""
+
+    def get_asset_key(self, dbt_resource_props) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        schema = dbt_resource_props.get("schema") or "default"
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props) -> str | None:
+        return "transform"
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=CryptopipeDbtTranslator(
+        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+    ),
+    partitions_def=daily_exchange_partitions,
+    backfill_policy=backfill_policy,
+)
+def cryptopipe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    window = context.partition_time_window
+    dbt_vars = dbt_window_vars(window.start, window.end, exchanges_in_run(context.partition_keys))
+    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+
+
+transform_job = dg.define_asset_job(
+    "transform_job",
+    selection=dg.AssetSelection.assets(cryptopipe_dbt_models),
+    description="dbt build (rollups, indicators, tests) for a range of days of one exchange.",
+)
+
+
+def dbt_resource() -> DbtCliResource:
+    """The dbt CLI resource for this project."""
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)

@@ -1,0 +1,75 @@
+"""Kraken's names for the simulator's markets: asset ids (X/Z-prefixed legacy codes), pair ids and
+the Assets / AssetPairs payloads, as ccxt's kraken parses them."""
+
+from __future__ import annotations
+
+from cryptopipe_dagster.lib.simulator.market_data import VOLUME_DECIMALS, Market
+
+# Kraken's asset ids (X/Z-prefixed legacy codes) and altnames.
+ASSETS = {
+    "BTC": ("XXBT", "XBT"),
+    "ETH": ("XETH", "ETH"),
+    "LTC": ("XLTC", "LTC"),
+    "USD": ("ZUSD", "USD"),
+    "EUR": ("ZEUR", "EUR"),
+    "GBP": ("ZGBP", "GBP"),
+}
+
+
+def pair_id(market: Market) -> str:
+    """Kraken's pair id, e.g. XXBTZUSD."""
+    return ASSETS[market.base][0] + ASSETS[market.quote][0]
+
+
+def altname(market: Market) -> str:
+    """e.g. XBTUSD"""
+    return ASSETS[market.base][1] + ASSETS[market.quote][1]
+
+
+def wsname(market: Market) -> str:
+    """Kraken's (websocket v1) name, e.g. XBT/USD."""
+    return f"{ASSETS[market.base][1]}/{ASSETS[market.quote][1]}"
+
+
+def asset(code: str) -> dict:
+    """One entry of /0/public/Assets."""
+    fiat = ASSETS[code][0].startswith("Z")
+    return {
+        "aclass": "currency",
+        "altname": ASSETS[code][1],
+        "decimals": 4 if fiat else 10,
+        "display_decimals": 2 if fiat else 5,
+        "collateral_value": 1.0,
+        "status": "enabled",
+    }
+
+
+def asset_pair(market: Market) -> dict:
+    """One entry of /0/public/AssetPairs; the price precision is the recording's."""
+    quote_id = ASSETS[market.quote][0]
+    fees = [[0, 0.26], [50000, 0.24], [100000, 0.22], [250000, 0.2], [500000, 0.18], [1000000, 0.16]]
+    maker = [[0, 0.16], [50000, 0.14], [100000, 0.12], [250000, 0.1], [500000, 0.08], [1000000, 0.06]]
+    return {
+        "altname": altname(market),
+        "wsname": wsname(market),
+        "aclass_base": "currency",
+        "base": ASSETS[market.base][0],
+        "aclass_quote": "currency",
+        "quote": quote_id,
+        "lot": "unit",
+        "cost_decimals": 5,
+        "pair_decimals": market.price_decimals,
+        "lot_decimals": VOLUME_DECIMALS,
+        "lot_multiplier": 1,
+        "leverage_buy": [2, 3, 4, 5],
+        "leverage_sell": [2, 3, 4, 5],
+        "fees": fees,
+        "fees_maker": maker,
+        "fee_volume_currency": quote_id,
+        "margin_call": 80,
+        "margin_stop": 40,
+        "ordermin": "0.0001",
+        "costmin": "0.5",
+        "tick_size": f"{10**-market.price_decimals:.{market.price_decimals}f}",
+        "status": "online",
+    }
