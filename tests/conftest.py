@@ -24,6 +24,7 @@ def cryptopipe_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "cryptopipe-home"
     monkeypatch.setenv("CRYPTOPIPE_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    monkeypatch.delenv("CRYPTOPIPE_DUCKDB_PATH", raising=False)
     return home
 
 

@@ -28,10 +28,7 @@ class Settings:
     markets_file: Path
     simulator_url: str | None
     data_dir: Path
-
-    @property
-    def duckdb_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+    duckdb_path: Path
 
     @property
     def dagster_home(self) -> Path:
@@ -51,6 +48,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if simulator_url and not simulator_url.startswith(("http://", "https://")):
         raise ConfigError(f"CRYPTOPIPE_SIMULATOR_URL={simulator_url!r} must start with http:// or https://")
     data_dir = Path(environ.get("CRYPTOPIPE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
+    # dbt (a child process) reads the same variable, so one value serves the loader and dbt.
+    duckdb_path = (
+        Path(environ.get("CRYPTOPIPE_DUCKDB_PATH") or home / "warehouse.duckdb").expanduser().resolve()
+    )
     return Settings(
-        env=env, home=home, markets_file=markets_file, simulator_url=simulator_url, data_dir=data_dir
+        env=env,
+        home=home,
+        markets_file=markets_file,
+        simulator_url=simulator_url,
+        data_dir=data_dir,
+        duckdb_path=duckdb_path,
     )

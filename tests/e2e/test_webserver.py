@@ -34,6 +34,7 @@ query {
 def webserver(demo_home):
     port = free_port()
     env = {**os.environ, "CRYPTOPIPE_HOME": str(demo_home), "DAGSTER_HOME": str(demo_home / "dagster")}
+    env.pop("CRYPTOPIPE_DUCKDB_PATH", None)
     process = subprocess.Popen(
         [
             sys.executable,

@@ -65,3 +65,10 @@ def test_settings_local_defaults(tmp_path):
     assert settings.env == "local"
     assert settings.duckdb_path == tmp_path / "warehouse.duckdb"
     assert settings.simulator_url == "http://127.0.0.1:8765"
+
+
+def test_duckdb_path_is_shared_with_dbt_through_one_variable(tmp_path):
+    settings = load_settings(
+        {"CRYPTOPIPE_HOME": str(tmp_path), "CRYPTOPIPE_DUCKDB_PATH": str(tmp_path / "x.duckdb")}
+    )
+    assert settings.duckdb_path == tmp_path / "x.duckdb"
