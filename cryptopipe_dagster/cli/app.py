@@ -109,14 +109,23 @@ def dev(
     os.environ.setdefault("CRYPTOPIPE_SIMULATOR_URL", sim_url)
     simulator = None if simulator_is_up(sim_url) else start_simulator(settings.data_dir, sim_port)
     console.print(f"exchange simulator: {sim_url}   Dagster UI: http://127.0.0.1:{port}")
+    started: list[subprocess.Popen] = []
+
+    def stop_ui(signum: int, frame: object) -> None:
+        # dagster dev stops cleanly on SIGINT to its own process group.
+        for process in started:
+            os.killpg(process.pid, signal.SIGINT)
+
+    # Handlers first: a child inherits an *ignored* SIGINT (as in a background shell job) and
+    # dagster dev would then never stop; a handled one is reset to the default in the child.
+    signal.signal(signal.SIGINT, stop_ui)
+    signal.signal(signal.SIGTERM, stop_ui)
     ui = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
         start_new_session=True,
     )
+    started.append(ui)
     try:
-        ui.wait()
-    except KeyboardInterrupt:
-        os.killpg(ui.pid, signal.SIGINT)
         ui.wait()
     finally:
         if simulator is not None:
