@@ -77,6 +77,9 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 @dg.definitions
 def resources() -> dg.Definitions:
     # A module with a @dg.definitions function contributes only what that function returns.
+    from cryptopipe_dagster.defs.streaming.resources import pubsub_resource
     from cryptopipe_dagster.defs.transform.assets import dbt_resource
 
-    return dg.Definitions(resources={**resources_for(load_settings()), "dbt": dbt_resource()})
+    return dg.Definitions(
+        resources={**resources_for(load_settings()), "dbt": dbt_resource(), "pubsub": pubsub_resource()}
+    )
