@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cryptopipe_dagster.cli.dlq import dlq_app
 from cryptopipe_dagster.lib.errors import CryptopipeError
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(dlq_app, name="dlq")
 console = Console()
 
 
