@@ -8,6 +8,9 @@ import pytest
 
 from cryptopipe_dagster.lib.settings import DEFAULT_DATA_DIR
 
+# The Pub/Sub emulator fixtures serve tests in several folders; one emulator per session.
+pytest_plugins = ["tests.pubsub_fixtures"]
+
 DATA_DIR = DEFAULT_DATA_DIR
 
 

@@ -44,8 +44,19 @@ def sim(
     seed: Annotated[int, typer.Option(help="Seed for derived 1m candles, trades and faults.")] = 0,
     faults: Annotated[str, typer.Option(help="Fault spec, e.g. 'rate_limit:0.05,server_error@3'.")] = "",
     now: Annotated[str, typer.Option(help="Simulated clock (ISO 8601 UTC); default: wall clock.")] = "",
+    stream_speed: Annotated[
+        str, typer.Option(help="WebSocket replay speed: 1 = real time, 10 = ten times, or 'max'.")
+    ] = "1",
+    stream_start: Annotated[
+        str, typer.Option(help="Instant the replay starts from (ISO 8601 UTC); default: the clock.")
+    ] = "",
+    stream_stop_after: Annotated[
+        str, typer.Option(help="Stop each replay after N trades or at an instant; default: never.")
+    ] = "",
+    stall_seconds: Annotated[float, typer.Option(help="How long a ws_stall fault holds a feed.")] = 2.0,
 ) -> None:
-    """Serve recorded market data through real exchange APIs (Coinbase Exchange, Bitstamp)."""
+    """Serve recorded market data through real exchange APIs: REST (Coinbase Exchange, Bitstamp,
+    Kraken) and WebSocket trade/candle streams replayed from the recordings."""
     from cryptopipe_dagster.lib.settings import load_settings
     from cryptopipe_dagster.lib.simulator.server import run_simulator
 
@@ -54,8 +65,70 @@ def sim(
         clock = dt.datetime.fromisoformat(now.replace("Z", "+00:00")) if now else None
         if clock is not None and clock.tzinfo is None:
             clock = clock.replace(tzinfo=dt.UTC)
-        run_simulator(host, port, data or load_settings().data_dir, seed=seed, faults=faults, now=clock)
+        stop_after: int | str | None = stream_stop_after or None
+        if stream_stop_after.isdigit():
+            stop_after = int(stream_stop_after)
+        run_simulator(
+            host,
+            port,
+            data or load_settings().data_dir,
+            seed=seed,
+            faults=faults,
+            now=clock,
+            stream_speed=stream_speed,
+            stream_start=stream_start or None,
+            stream_stop_after=stop_after,
+            stall_seconds=stall_seconds,
+        )
     except (ValueError, OSError, CryptopipeError) as error:
+        fail(error)
+
+
+@app.command()
+def collect(
+    markets: Annotated[
+        str,
+        typer.Option(help="Comma-separated EXCHANGE:BASE/QUOTE; default: every market of the markets file."),
+    ] = "",
+    candles: Annotated[
+        str, typer.Option(help="Comma-separated EXCHANGE:BASE/QUOTE whose closed 1m candles to stream too.")
+    ] = "",
+    project: Annotated[str, typer.Option(help="Pub/Sub project; default: CRYPTOPIPE_PUBSUB_PROJECT.")] = "",
+    duration: Annotated[
+        float, typer.Option(help="Stop after this many seconds (0: run until SIGTERM).")
+    ] = 0.0,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: any free port).")] = 9108,
+    metrics_host: Annotated[str, typer.Option(help="Address /metrics listens on.")] = "127.0.0.1",
+    state_file: Annotated[
+        Path, typer.Option(help="Checkpoint file; default: CRYPTOPIPE_HOME/collector/checkpoint.json.")
+    ] = None,
+    stall_timeout: Annotated[float, typer.Option(help="Reconnect a stream silent this many seconds.")] = 10.0,
+    sweep_interval: Annotated[float, typer.Option(help="Seconds between REST sweeps per market.")] = 30.0,
+    batch_max_age: Annotated[
+        float, typer.Option(help="Publish a market's buffer after this many seconds.")
+    ] = 0.2,
+) -> None:
+    """Stream trades (and 1m candles) over WebSocket, validate at the edge, publish to Pub/Sub.
+
+    Reconnects with backoff and jitter, fills gaps over REST, drops duplicates, dead-letters bad
+    records, logs JSON lines, serves Prometheus metrics, and flushes in-flight batches on SIGTERM."""
+    from cryptopipe_dagster.cli.collect import collect_command
+
+    try:
+        collect_command(
+            _csv(markets),
+            _csv(candles),
+            project,
+            duration,
+            metrics_host,
+            metrics_port,
+            state_file,
+            stall_timeout,
+            sweep_interval,
+            batch_max_age,
+            console,
+        )
+    except CryptopipeError as error:
         fail(error)
 
 

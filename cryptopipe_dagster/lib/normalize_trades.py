@@ -33,6 +33,9 @@ from cryptopipe_dagster.lib.symbols import canonical_symbol
 from cryptopipe_dagster.lib.validation import RowRejections, find_failures
 
 TRADE_FIELDS = ("id", "timestamp", "symbol", "price", "amount", "side")
+# Venues whose trade ids are decimal integers: anything else is a corrupted record, not a trade
+# (a garbled frame can carry a well-formed price and time under an id like "garbage").
+NUMERIC_TRADE_IDS = frozenset({"binance", "bitstamp", "coinbaseexchange", "kraken", "bybit", "okx"})
 _NOT_TEXT = "<not text>"  # stands in for a non-text symbol value; canonical_symbol rejects it
 
 
@@ -68,7 +71,7 @@ def normalize_trades(
     records = trades if is_dict.all() else [trades[i] for i in positions]
     raw = pd.DataFrame(list(records), columns=list(TRADE_FIELDS), index=positions)
     rejections = RowRejections(raw.index)
-    columns = _trade_columns(raw, now, rejections)
+    columns = _trade_columns(raw, now, rejections, numeric_ids=exchange in NUMERIC_TRADE_IDS)
     frame = _trade_frame(columns, ~rejections.rejected, raw.index, exchange, source, ingested_at)
     valid, failures = find_failures(frame, TradeSchema)
     rejections.add_failures(failures)
@@ -81,12 +84,14 @@ def normalize_trades(
     return TradeBatch(valid=valid, dead_letters=dead, duplicates_dropped=before - len(valid))
 
 
-def _trade_columns(raw: pd.DataFrame, now: pd.Timestamp, rejections: RowRejections) -> dict[str, np.ndarray]:
+def _trade_columns(
+    raw: pd.DataFrame, now: pd.Timestamp, rejections: RowRejections, *, numeric_ids: bool
+) -> dict[str, np.ndarray]:
     """Every field coerced over the whole batch; refused values are recorded in `rejections`."""
     numbers = check_numeric_columns(raw, ("price", "amount"), rejections)
     return {
         "symbol": _canonical_symbols(raw["symbol"], rejections),
-        "trade_id": _trade_ids(raw["id"], rejections),
+        "trade_id": _trade_ids(raw["id"], rejections, numeric=numeric_ids),
         "ts": check_timestamps(raw["timestamp"], now, rejections),
         **numbers,
         "side": _sides(raw["side"]),
@@ -146,8 +151,21 @@ def _sides(raw: pd.Series) -> np.ndarray:
     return text.astype(str).str.lower().to_numpy(dtype=object)
 
 
-def _trade_ids(raw: pd.Series, rejections: RowRejections) -> np.ndarray:
-    """Ids as text: str stays, int becomes its decimal text, missing/empty becomes None (synthesized)."""
+def _trade_ids(raw: pd.Series, rejections: RowRejections, *, numeric: bool = False) -> np.ndarray:
+    """Ids as text: str stays, int becomes its decimal text, missing/empty becomes None (synthesized).
+
+    With `numeric` (the venue's ids are integers) a present id that is not decimal digits is refused."""
+    ids = _id_texts(raw, rejections)
+    if numeric:
+        text = pd.Series(ids, index=raw.index, dtype=object)
+        bad = (text.notna() & ~text.astype(str).str.fullmatch(r"[0-9]{1,40}")).to_numpy()
+        rejections.add(
+            bad, "invalid_trade_id", "trade_id:decimal_integer", "trade id is not a decimal integer", raw
+        )
+    return ids
+
+
+def _id_texts(raw: pd.Series, rejections: RowRejections) -> np.ndarray:
     if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
         ids = raw.to_numpy(dtype=object)
         return np.where(pd.isna(ids) | (ids == ""), None, ids)

@@ -10,7 +10,8 @@ not readable in a console, is paid back by the attributes, which carry everythin
 and audit a message without decoding it:
 
     exchange, symbol   the market (also the ordering key ``exchange:symbol``)
-    kind               trades | candles
+    kind               trades | candles | dead_letters (records the collector rejected at the edge;
+                       the collector has no warehouse access, so they travel the same way)
     schema_version     of the record layout; also stored in the Arrow schema metadata
     event_ts           ISO-8601 UTC of the batch's max event time (``ts``)
     batch_id           sha256 of kind + the sorted record keys: a re-published batch has the same id
@@ -32,16 +33,21 @@ import pyarrow.compute as pc
 from cryptopipe_dagster.lib.errors import InvalidBatch, UndecodableMessage
 from cryptopipe_dagster.lib.schemas import Text
 
-RecordKind = Literal["trades", "candles"]
+RecordKind = Literal["trades", "candles", "dead_letters"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)
 SCHEMA_VERSION = "1"
 CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 EVENT_TIME_COLUMN = "ts"
+# The time column event_ts is taken from, per kind (a dead letter's event is its rejection).
+EVENT_TIME_COLUMNS: dict[str, str] = {"trades": "ts", "candles": "ts", "dead_letters": "first_seen_at"}
 # The deterministic record keys (the warehouse MERGE keys) of each kind.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "trades": ("exchange", "symbol", "trade_id"),
     "candles": ("exchange", "symbol", "timeframe", "ts"),
+    "dead_letters": ("exchange", "dead_letter_id"),
 }
+# A dead letter's symbol may be unreadable (null); the batch's symbol attribute is then this.
+ANY_SYMBOL = "*"
 # Pub/Sub refuses messages over 10 MB; leave room for attributes and request framing.
 MAX_MESSAGE_BYTES = 9_500_000
 REQUIRED_ATTRIBUTES = ("content_type", "schema_version", "kind", "exchange", "symbol", "batch_id")
@@ -79,7 +85,7 @@ def encode_batch(records: pd.DataFrame | pa.Table, kind: RecordKind) -> EncodedB
         raise InvalidBatch("unknown kind", kind)
     table = records if isinstance(records, pa.Table) else pa.Table.from_pandas(records, preserve_index=False)
     _check_shape(table, kind)
-    exchange, symbol = _single_value(table, "exchange"), _single_value(table, "symbol")
+    exchange, symbol = _market_of(table, kind)
     if exchange is None or symbol is None:
         raise InvalidBatch("a batch must hold exactly one exchange and one symbol", _markets(table))
     metadata = {
@@ -97,7 +103,7 @@ def encode_batch(records: pd.DataFrame | pa.Table, kind: RecordKind) -> EncodedB
         "symbol": symbol,
         "kind": kind,
         "schema_version": SCHEMA_VERSION,
-        "event_ts": _iso_utc(max_event_ns(table)),
+        "event_ts": _iso_utc(max_event_ns(table, EVENT_TIME_COLUMNS[kind])),
         "batch_id": batch_id(table, kind),
         "record_count": str(table.num_rows),
         "content_type": CONTENT_TYPE,
@@ -145,20 +151,21 @@ def batch_id(table: pa.Table, kind: RecordKind) -> str:
     return digest.hexdigest()
 
 
-def max_event_ns(table: pa.Table) -> int:
-    """The latest ``ts`` as epoch nanoseconds (UTC)."""
-    as_ns = pc.cast(table[EVENT_TIME_COLUMN], pa.timestamp("ns", tz="UTC"))
+def max_event_ns(table: pa.Table, column: str = EVENT_TIME_COLUMN) -> int:
+    """The latest ``ts`` (or `column`) as epoch nanoseconds (UTC)."""
+    as_ns = pc.cast(table[column], pa.timestamp("ns", tz="UTC"))
     return int(pc.max(pc.cast(as_ns, pa.int64())).as_py())
 
 
 def _check_shape(table: pa.Table, kind: RecordKind) -> None:
-    required = dict.fromkeys((*KEY_COLUMNS[kind], EVENT_TIME_COLUMN))
+    event_column = EVENT_TIME_COLUMNS[kind]
+    required = dict.fromkeys((*KEY_COLUMNS[kind], "symbol", event_column))
     missing = [column for column in required if column not in table.column_names]
     if missing:
         raise InvalidBatch("missing columns", missing)
-    ts_type = table.schema.field(EVENT_TIME_COLUMN).type
+    ts_type = table.schema.field(event_column).type
     if not pa.types.is_timestamp(ts_type) or ts_type.tz is None:
-        raise InvalidBatch("ts must be a timezone-aware timestamp", str(ts_type))
+        raise InvalidBatch(f"{event_column} must be a timezone-aware timestamp", str(ts_type))
     if table.num_rows == 0:
         raise InvalidBatch("empty batch")
     nulls = {column: table[column].null_count for column in KEY_COLUMNS[kind] if table[column].null_count}
@@ -167,8 +174,8 @@ def _check_shape(table: pa.Table, kind: RecordKind) -> None:
 
 
 def _check_attributes(table: pa.Table, kind: RecordKind, attributes: Mapping[str, str]) -> None:
-    for column in ("exchange", "symbol"):
-        if _single_value(table, column) != attributes[column]:
+    for column, value in zip(("exchange", "symbol"), _market_of(table, kind), strict=True):
+        if value != attributes[column]:
             raise UndecodableMessage(
                 "attribute_mismatch", f"{column}={attributes[column]!r} but records hold {_markets(table)}"
             )
@@ -177,6 +184,15 @@ def _check_attributes(table: pa.Table, kind: RecordKind, attributes: Mapping[str
         raise UndecodableMessage(
             "batch_id_mismatch", f"attribute {attributes['batch_id']} != records {actual}"
         )
+
+
+def _market_of(table: pa.Table, kind: RecordKind) -> tuple[str | None, str | None]:
+    """(exchange, symbol) the batch belongs to; None where the records hold several (or none)."""
+    exchange, symbol = _single_value(table, "exchange"), _single_value(table, "symbol")
+    if kind == "dead_letters" and symbol is None:
+        readable = pc.unique(pc.drop_null(table["symbol"]))
+        symbol = str(readable[0].as_py()) if len(readable) == 1 else ANY_SYMBOL
+    return exchange, symbol
 
 
 def _single_value(table: pa.Table, column: str) -> str | None:

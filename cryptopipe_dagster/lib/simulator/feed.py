@@ -124,8 +124,9 @@ class MarketFeed:
         return self.config.start_ms if self.config.start_ms is not None else self.hub.clock.now_ms()
 
     def horizon_id(self) -> int | None:
-        """Once the replay has stopped: the newest trade id it emitted (REST trades stop there too)."""
-        return self.ledger.last_id() if self.state == "stopped" else None
+        """The newest trade id the replay emitted: REST trades stop there too, so REST never shows a
+        trade the stream has not reached (a stalled feed's clock runs on; its ledger does not)."""
+        return self.ledger.last_id()
 
     def _anchor(self, position_ms: int, speed: float | None) -> None:
         self._anchor_pos, self._anchor_wall = position_ms, asyncio.get_running_loop().time()

@@ -54,7 +54,7 @@ class StreamHub:
 
     def horizon(self, exchange: str, symbol: str, clock_ms: int) -> tuple[int, int | None]:
         """(now for REST, newest trade id REST may show or None): the replay position while it is
-        ahead of the clock, and once the replay stopped, its last emitted trade id."""
+        ahead of the clock, and the last trade id the replay emitted."""
         feed = self.feeds.get((exchange, symbol))
         position = None if feed is None else feed.position_ms()
         if position is None or position <= clock_ms:

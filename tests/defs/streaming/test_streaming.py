@@ -133,7 +133,13 @@ def test_crash_between_landing_and_ack_loads_exactly_once(
 
     store = DuckDBWarehouse(duckdb_path)
     counts = pull_land_ack(pubsub, LandingArea(duckdb_path), store)  # what the next tick does first
-    assert counts == {"pulled": 1, "landed": 0, "poison": 0, "dead_written": 0}  # redelivered, no-op
+    assert counts == {
+        "pulled": 1,
+        "landed": 0,
+        "poison": 0,
+        "edge_dead_letter_batches": 0,
+        "dead_written": 0,
+    }  # redelivered, no-op
     requests, _ = _tick(resources)
     assert len(requests) == 1
     assert LandingArea(duckdb_path).pending_batches()["batch_id"].tolist() == [first[0].batch_id]
@@ -157,5 +163,6 @@ def test_definitions_include_streaming():
 
     definitions = defs()
     dg.Definitions.validate_loadable(definitions)
-    assert definitions.resolve_sensor_def("market_data_sensor").job_name == "microbatch_job"
+    sensor = definitions.resolve_sensor_def("market_data_sensor")
+    assert {target.job_name for target in sensor.targets} == {"microbatch_job", "live_candles_job"}
     assert dg.AssetKey(["raw", "trades"]) in definitions.get_repository_def().asset_graph.get_all_asset_keys()

@@ -101,7 +101,7 @@ class Bitstamp(Venue):
             return _error(400, "time: must be one of minute, hour, day.", "API0003")
         now_ms, newest_id = self.view(market)
         trades = series.trades_between(market, now_ms - span * 1000 + 1, now_ms + 1, now_ms)
-        if newest_id is not None:  # a stopped stream replay: nothing it did not emit
+        if newest_id is not None:  # a stream replay: nothing it has not emitted
             trades = trades.select(trades.trade_id <= newest_id)
         trades = trades.select(slice(None, None, -1))
         rows = [

@@ -114,7 +114,7 @@ class CoinbaseExchange(Venue):
         if not 1 <= limit <= MAX_TRADES:
             return json_response({"message": f"limit must be between 1 and {MAX_TRADES}"}, 400)
         now_ms, newest_id = self.view(market)
-        if newest_id is not None and before is None:  # a stopped stream replay: nothing it did not emit
+        if newest_id is not None and before is None:  # a stream replay: nothing it has not emitted
             after = newest_id + 1 if after is None else min(after, newest_id + 1)
         if before is not None and after is None:
             trades = series.trades_newer_than(market, before, limit, now_ms)

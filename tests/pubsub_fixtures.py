@@ -1,4 +1,4 @@
-"""Pub/Sub fixtures: one emulator for the whole session, a fresh project (namespace) per test.
+"""Pub/Sub fixtures, a pytest plugin (tests/conftest.py): one emulator per session, a project per test.
 
 `pubsub_emulator` is session-scoped and does not export PUBSUB_EMULATOR_HOST globally (other tests
 must not silently talk to it); `pubsub_project` sets the variable for one test and hands out a

@@ -1,0 +1,120 @@
+"""REST recovery of the trades a stream may have missed: everything from a given time on.
+
+Each venue pages its public trades differently, so the strategy is chosen per exchange:
+
+- ``since`` (Kraken and, by default, any exchange ccxt pages by time): forward pages from the time.
+- ``pages_back`` (Coinbase Exchange): newest first, then older pages through the ``after`` cursor
+  until a page reaches back to the time.
+- ``time_window`` (Bitstamp): only the last hour or day is served; a longer outage cannot be
+  recovered and the fill says so (``complete=False``), which the collector counts and logs.
+
+Trades older than the time are dropped here; overlap with the stream is removed by the collector's
+duplicate filter (and, beyond it, by the warehouse MERGE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import ccxt
+
+STRATEGIES = {"coinbaseexchange": "pages_back", "bitstamp": "time_window"}
+PAGE_LIMIT = 1_000
+MAX_PAGES = 200  # one fill never pages forever; the next fill continues from what this one reached
+_RETRYABLE = (ccxt.NetworkError, ccxt.BadResponse, ccxt.ExchangeNotAvailable)
+
+
+@dataclass(frozen=True)
+class GapFill:
+    """Trades fetched from `from_ms` on, whether they surely reach back that far, and the cost."""
+
+    trades: list[dict]
+    complete: bool
+    requests: int
+
+
+async def fetch_trades_from(exchange, symbol: str, from_ms: int, *, attempts: int = 5) -> GapFill:
+    """Every trade of `symbol` with timestamp >= from_ms that the venue still serves."""
+    strategy = STRATEGIES.get(exchange.id, "since")
+    fetch = {"since": _since, "pages_back": _pages_back, "time_window": _time_window}[strategy]
+    calls = _Calls(exchange, symbol, attempts)
+    trades, complete = await fetch(calls, from_ms)
+    return GapFill([t for t in trades if _not_older(t, from_ms)], complete, calls.count)
+
+
+def _not_older(trade: object, from_ms: int) -> bool:
+    # A record without a readable time is kept: normalization dead-letters it with its reason.
+    ts = _ts(trade) if isinstance(trade, dict) else None
+    return ts is None or ts >= from_ms
+
+
+class _Calls:
+    """fetch_trades with retries (exponential backoff, full jitter) and a request counter."""
+
+    def __init__(self, exchange, symbol: str, attempts: int) -> None:
+        self.exchange, self.symbol, self.attempts, self.count = exchange, symbol, attempts, 0
+
+    async def fetch(self, **kwargs) -> list[dict]:
+        for attempt in range(self.attempts):
+            self.count += 1
+            try:
+                page = await self.exchange.fetch_trades(self.symbol, **kwargs)
+                return page if isinstance(page, list) else []
+            except _RETRYABLE:
+                if attempt == self.attempts - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, min(8.0, 0.25 * 2**attempt)))
+        return []
+
+
+def _ts(trade: dict) -> int | None:
+    value = trade.get("timestamp") if isinstance(trade, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _times(page: list[dict]) -> list[int]:
+    return [ts for ts in map(_ts, page) if ts is not None]
+
+
+async def _since(calls: _Calls, from_ms: int) -> tuple[list[dict], bool]:
+    out: list[dict] = []
+    seen: set = set()
+    cursor = from_ms
+    for _ in range(MAX_PAGES):
+        page = await calls.fetch(since=cursor, limit=PAGE_LIMIT)
+        new = [t for t in page if t.get("id") not in seen]
+        if not new:
+            return out, True
+        out.extend(new)
+        seen.update(t.get("id") for t in new)
+        times = _times(new)
+        if len(page) < PAGE_LIMIT or not times or max(times) <= cursor:
+            return out, True
+        cursor = max(times)
+    return out, False
+
+
+async def _pages_back(calls: _Calls, from_ms: int) -> tuple[list[dict], bool]:
+    out: list[dict] = []
+    params: dict = {}
+    for _ in range(MAX_PAGES):
+        page = await calls.fetch(limit=PAGE_LIMIT, params=params)
+        out.extend(page)
+        times = _times(page)
+        ids = [int(t["id"]) for t in page if str(t.get("id", "")).isdigit()]
+        if len(page) < PAGE_LIMIT or not times or min(times) < from_ms or not ids:
+            return out, True
+        params = {"after": min(ids)}
+    return out, False
+
+
+async def _time_window(calls: _Calls, from_ms: int) -> tuple[list[dict], bool]:
+    page: list[dict] = []
+    for span in ("hour", "day"):
+        page = await calls.fetch(params={"time": span})
+        times = _times(page)
+        if times and min(times) <= from_ms:
+            return page, True
+    return page, False

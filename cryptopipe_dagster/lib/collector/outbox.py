@@ -1,0 +1,230 @@
+"""One market's outbox: buffer records, normalize + validate + dedup them, publish micro-batches.
+
+The same `lib/` code as the historical path does the edge work (normalize_trades / normalize_ohlcv
+and their Pandera schemas); rejected records leave as a ``dead_letters`` batch with their reason
+codes. A batch Pub/Sub did not confirm after the publisher's own retries is published again, so
+nothing is dropped; the checkpoint advances only over confirmed batches, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cryptopipe_dagster.lib.collector.checkpoint import CheckpointStore
+from cryptopipe_dagster.lib.collector.dedup import RecentIds
+from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
+from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
+from cryptopipe_dagster.lib.errors import InvalidBatch
+from cryptopipe_dagster.lib.logs import log_event
+from cryptopipe_dagster.lib.normalize import normalize_ohlcv
+from cryptopipe_dagster.lib.normalize_trades import normalize_trades
+from cryptopipe_dagster.lib.pubsub.codec import EncodedBatch, RecordKind, encode_batch
+from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
+
+log = logging.getLogger("cryptopipe.collector")
+CANDLE_TIMEFRAME = "1m"
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+@dataclass
+class _InFlight:
+    batch: EncodedBatch
+    kind: RecordKind
+    future: Future
+    records: int
+    event_ms: int
+    arrived_at: float  # monotonic arrival of the batch's oldest record
+
+
+class MarketOutbox:
+    """Buffers and publishes one market's trades, closed candles and dead letters."""
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        settings: CollectorSettings,
+        publisher: MarketDataPublisher,
+        metrics: CollectorMetrics,
+        checkpoint: CheckpointStore,
+    ) -> None:
+        self.spec, self.settings, self.publisher = spec, settings, publisher
+        self.metrics, self.checkpoint = metrics, checkpoint
+        self._labels = {"exchange": spec.exchange, "symbol": spec.symbol}
+        self._trades: dict[str, list] = {"ws": [], "rest": []}
+        self._candles: dict[str, list] = {"ws": [], "rest": []}
+        self._first_at: float | None = None
+        self._dedup = RecentIds(settings.dedup_capacity)
+        self.candle_high_ms = checkpoint.get(spec.key, "candles") or -1
+        self._in_flight: deque[_InFlight] = deque()
+        self.high_water_ms: int | None = checkpoint.get(spec.key, "trades")  # newest trade accepted
+        # Where this collector's responsibility starts: its checkpoint, else the first streamed trade.
+        # REST fills never reach further back (trades before it were never promised downstream).
+        self.floor_ms: int | None = self.high_water_ms
+
+    # -- input -------------------------------------------------------------------------------
+    def add_trades(self, trades: list, transport: str) -> None:
+        """Queue ccxt trade dicts as received (transport: ws or rest)."""
+        self._add(self._trades[transport], trades, "trades", transport)
+
+    def add_candles(self, rows: list, transport: str) -> None:
+        """Queue closed 1m candles as ccxt rows [ts, o, h, l, c, v]."""
+        self._add(self._candles[transport], rows, "candles", transport)
+
+    def _add(self, buffer: list, records: list, kind: str, transport: str) -> None:
+        if not records:
+            return
+        buffer.extend(records)
+        self.metrics.received.labels(**self._labels, kind=kind, transport=transport).inc(len(records))
+        if self._first_at is None:
+            self._first_at = time.monotonic()
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting to be published."""
+        return sum(map(len, self._trades.values())) + sum(map(len, self._candles.values()))
+
+    def due(self) -> bool:
+        """True when the buffer is full or its oldest record waited batch_max_age_s."""
+        if self._first_at is None:
+            return False
+        full = self.buffered >= self.settings.batch_max_records
+        return full or time.monotonic() - self._first_at >= self.settings.batch_max_age_s
+
+    # -- publishing ----------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Normalize, validate and dedup the buffer, publish it; returns dead letters produced."""
+        if self._first_at is None:
+            return 0
+        arrived, self._first_at = self._first_at, None
+        now = pd.Timestamp.now(tz="UTC")
+        dead = 0
+        for transport, records in self._trades.items():
+            if records:
+                self._trades[transport] = []
+                dead += self._flush_trades(records, transport, now, arrived)
+        for transport, rows in self._candles.items():
+            if rows:
+                self._candles[transport] = []
+                dead += self._flush_candles(rows, transport, now, arrived)
+        self._update_depth()
+        return dead
+
+    def _flush_trades(self, records: list, transport: str, now: pd.Timestamp, arrived: float) -> int:
+        batch = normalize_trades(
+            records, exchange=self.spec.exchange, source=transport, now=now, ingested_at=now
+        )
+        valid = batch.valid
+        fresh = self._dedup.fresh(valid["trade_id"].tolist())
+        dropped = batch.duplicates_dropped + int((~fresh).sum())
+        if dropped:
+            self.metrics.duplicates.labels(**self._labels, kind="trades").inc(dropped)
+        valid = valid.loc[fresh]
+        if len(valid):
+            self._dedup.remember(valid["trade_id"].tolist())
+            times = _epoch_ms(valid["ts"])
+            newest = int(times.max())
+            if self.floor_ms is None and transport == "ws":
+                self.floor_ms = int(times.min())
+            self.high_water_ms = max(self.high_water_ms or newest, newest)
+            for _symbol, part in valid.groupby("symbol", sort=False, observed=True):
+                self._publish(part, "trades", arrived)
+        return self._publish_dead(batch.dead_letters, arrived)
+
+    def _flush_candles(self, rows: list, transport: str, now: pd.Timestamp, arrived: float) -> int:
+        batch = normalize_ohlcv(
+            rows,
+            exchange=self.spec.exchange,
+            symbol=self.spec.symbol,
+            timeframe=CANDLE_TIMEFRAME,
+            source=transport,
+            now=now,
+            ingested_at=now,
+        )
+        valid = batch.valid
+        # A candle already published (stream and REST both deliver closed candles) is not re-sent.
+        newer = _epoch_ms(valid["ts"]) > self.candle_high_ms
+        if (~newer).any():
+            self.metrics.duplicates.labels(**self._labels, kind="candles").inc(int((~newer).sum()))
+        valid = valid.loc[newer]
+        if len(valid):
+            self.candle_high_ms = int(_epoch_ms(valid["ts"]).max())
+            self._publish(valid, "candles", arrived)
+        return self._publish_dead(batch.dead_letters, arrived)
+
+    def _publish_dead(self, dead: pd.DataFrame, arrived: float) -> int:
+        if not len(dead):
+            return 0
+        for reason, count in dead["reason_code"].value_counts().items():
+            self.metrics.dead_letters.labels(**self._labels, reason=str(reason)).inc(int(count))
+        log_event(
+            log,
+            "dead_letters",
+            market=self.spec.key,
+            count=len(dead),
+            reasons=dead["reason_code"].value_counts().to_dict(),
+        )
+        self._publish(dead, "dead_letters", arrived)
+        return len(dead)
+
+    def _publish(self, records: pd.DataFrame, kind: RecordKind, arrived: float) -> None:
+        try:
+            batch = encode_batch(records, kind)
+        except InvalidBatch as error:  # a bug, not data: our own frames always encode
+            log_event(
+                log, "encode_failed", level=logging.ERROR, market=self.spec.key, kind=kind, error=str(error)
+            )
+            raise
+        event_ms = int(_epoch_ms(records["first_seen_at" if kind == "dead_letters" else "ts"]).max())
+        future = self.publisher.publish_encoded(batch)
+        self._in_flight.append(_InFlight(batch, kind, future, len(records), event_ms, arrived))
+        self.metrics.published.labels(**self._labels, kind=kind).inc(len(records))
+
+    def settle(self, *, republish: bool = True) -> None:
+        """Account for confirmed batches (in order) and re-publish the ones that failed.
+
+        With republish=False (after the publisher closed) a failed batch stops the accounting, so
+        the checkpoint stays before it."""
+        while self._in_flight and self._in_flight[0].future.done():
+            item = self._in_flight.popleft()
+            error = item.future.exception()
+            if error is not None and not republish:
+                self._in_flight.appendleft(item)
+                break
+            if error is not None:
+                self.metrics.publish_failures.labels(**self._labels).inc()
+                log_event(
+                    log,
+                    "republish",
+                    level=logging.WARNING,
+                    market=self.spec.key,
+                    batch_id=item.batch.batch_id,
+                    error=type(error).__name__,
+                )
+                item.future = self.publisher.publish_encoded(item.batch)
+                self._in_flight.appendleft(item)
+                break
+            self.metrics.batches.labels(**self._labels, kind=item.kind).inc()
+            self.metrics.receive_to_publish.labels(**self._labels).observe(time.monotonic() - item.arrived_at)
+            if item.kind != "dead_letters":
+                self.checkpoint.advance(self.spec.key, item.kind, item.event_ms)
+                self.metrics.lag.labels(**self._labels).set(time.time() - item.event_ms / 1000)
+        self._update_depth()
+
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to Pub/Sub and not confirmed yet."""
+        return len(self._in_flight)
+
+    def _update_depth(self) -> None:
+        depth = self.buffered + sum(item.records for item in self._in_flight)
+        self.metrics.queue_depth.labels(**self._labels).set(depth)
+
+
+def _epoch_ms(times: pd.Series) -> pd.Series:
+    return (times - _EPOCH) // pd.Timedelta(milliseconds=1)

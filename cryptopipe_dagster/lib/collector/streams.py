@@ -1,0 +1,258 @@
+"""Per-market stream sessions under one supervisor: reconnect with backoff, stall watchdog, REST fills.
+
+Why a watchdog: on a frame that is not valid JSON, ccxt's receive loop ends without an error and
+watch_* waits until the keepalive gives up (a minute or more); a market that stays silent longer
+than `stall_timeout_s` is reconnected instead. After every (re)connect, and on a stall, a dead
+letter (the record may have been a trade), an overflow of ccxt's trade cache, or the periodic
+sweep, the trades since the last one accepted (minus a margin) are fetched over REST, after the
+subscription is in place, so the stream and the fill overlap instead of leaving a hole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import ccxt
+
+from cryptopipe_dagster.lib.collector.gap_fill import fetch_trades_from
+from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
+from cryptopipe_dagster.lib.collector.outbox import CANDLE_TIMEFRAME, MarketOutbox
+from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
+from cryptopipe_dagster.lib.logs import log_event
+
+log = logging.getLogger("cryptopipe.collector")
+_POLL_S = 0.25  # the longest a session waits before looking at the stop flag again
+_FILL_RETRY_S = 2.0
+
+
+class Stalled(Exception):
+    """No message within the stall timeout."""
+
+
+async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, waking early when `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def supervise(
+    name: str,
+    spec: MarketSpec,
+    settings: CollectorSettings,
+    metrics: CollectorMetrics,
+    make_exchange: Callable[[str], object],
+    session: Callable[[object], Awaitable[None]],
+    stop: asyncio.Event,
+) -> None:
+    """Run `session(exchange)` on fresh connections until `stop`; back off (full jitter) between them.
+
+    A session returns when `stop` is set and raises when its connection is lost; one that received
+    something (its `received` flag) resets the backoff."""
+    labels = {"exchange": spec.exchange, "symbol": spec.symbol}
+    attempt = 0
+    while not stop.is_set():
+        exchange = make_exchange(spec.exchange)
+        cause, detail = None, ""
+        try:
+            await session(exchange)
+        except asyncio.CancelledError:
+            raise
+        except Stalled:
+            cause = "stall"
+        except (ccxt.NetworkError, ConnectionError) as error:
+            cause = "disconnect"
+            detail = f"{type(error).__name__}: {error}"
+        except Exception as error:  # noqa: BLE001 - any other failure also ends in a reconnect
+            cause = "error"
+            detail = f"{type(error).__name__}: {error}"
+        finally:
+            with contextlib.suppress(Exception):
+                await exchange.close()
+        if stop.is_set() or cause is None:
+            return
+        attempt = 0 if getattr(session, "received", False) else min(attempt + 1, 16)
+        delay = random.uniform(0, min(settings.reconnect_max_s, settings.reconnect_initial_s * 2**attempt))
+        metrics.reconnects.labels(**labels, cause=cause).inc()
+        log_event(
+            log,
+            "reconnect",
+            level=logging.WARNING,
+            stream=name,
+            market=spec.key,
+            cause=cause,
+            delay_s=round(delay, 3),
+            detail=detail,
+        )
+        await sleep_unless(stop, delay)
+
+
+class TradeSession:
+    """One connection's life for a market's trades: watch, watchdog, fills, sweeps."""
+
+    def __init__(
+        self,
+        spec: MarketSpec,
+        settings: CollectorSettings,
+        outbox: MarketOutbox,
+        metrics: CollectorMetrics,
+        stop: asyncio.Event,
+    ) -> None:
+        self.spec, self.settings, self.outbox, self.metrics, self.stop = spec, settings, outbox, metrics, stop
+        self._labels = {"exchange": spec.exchange, "symbol": spec.symbol}
+        self._fill_from: int | None = None
+        self._fill_trigger = ""
+        self._next_fill_at = 0.0
+        self._next_sweep = time.monotonic() + settings.sweep_interval_s
+        self._sweep_mark = outbox.high_water_ms
+        self._connects = 0
+        self.received = False
+
+    def request_fill(self, trigger: str, from_ms: int | None) -> None:
+        """Ask for a REST fill from `from_ms` (minus the margin); the earliest request wins."""
+        if from_ms is None:
+            return
+        start = from_ms - int(self.settings.fill_margin_s * 1000)
+        if self.outbox.floor_ms is not None:
+            start = max(start, self.outbox.floor_ms)
+        if self._fill_from is None or start < self._fill_from:
+            self._fill_from, self._fill_trigger = start, trigger
+
+    async def __call__(self, exchange) -> None:
+        self._connects += 1
+        self.received = False
+        self.request_fill("start" if self._connects == 1 else "reconnect", self.outbox.high_water_ms)
+        await exchange.load_markets()
+        last_message = time.monotonic()
+        subscribed = False
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if subscribed and self._fill_from is not None and now >= self._next_fill_at:
+                await self._fill(exchange)
+            if now >= self._next_sweep:
+                self.request_fill("sweep", self._sweep_mark)
+                self._sweep_mark, self._next_sweep = (
+                    self.outbox.high_water_ms,
+                    now + self.settings.sweep_interval_s,
+                )
+            if now - last_message >= self.settings.stall_timeout_s:
+                raise Stalled(f"no trade message for {self.settings.stall_timeout_s} s")
+            wait = min(_POLL_S, last_message + self.settings.stall_timeout_s - now)
+            try:
+                trades = await asyncio.wait_for(exchange.watch_trades(self.spec.symbol), max(wait, 0.01))
+            except TimeoutError:
+                subscribed = True
+                continue
+            subscribed, last_message, self.received = True, time.monotonic(), True
+            self.metrics.last_message_age.labels(**self._labels).set(0)
+            before = self.outbox.high_water_ms
+            self.outbox.add_trades(trades, "ws")
+            if len(trades) >= self.settings.trades_limit:  # ccxt's cache overflowed: some were evicted
+                self.request_fill("overflow", before)
+
+    async def _fill(self, exchange) -> None:
+        from_ms, trigger = self._fill_from, self._fill_trigger
+        self._fill_from = None
+        try:
+            result = await fetch_trades_from(exchange, self.spec.symbol, from_ms)
+        except (ccxt.BaseError, OSError) as error:
+            self.request_fill(trigger, from_ms + int(self.settings.fill_margin_s * 1000))
+            self._next_fill_at = time.monotonic() + _FILL_RETRY_S
+            self.metrics.gap_fills.labels(**self._labels, trigger=trigger, outcome="failed").inc()
+            log_event(
+                log,
+                "gap_fill_failed",
+                level=logging.WARNING,
+                market=self.spec.key,
+                trigger=trigger,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return
+        self.outbox.add_trades(result.trades, "rest")
+        outcome = "complete" if result.complete else "incomplete"
+        self.metrics.gap_fills.labels(**self._labels, trigger=trigger, outcome=outcome).inc()
+        log_event(
+            log,
+            "gap_fill",
+            level=logging.INFO if result.complete else logging.WARNING,
+            market=self.spec.key,
+            trigger=trigger,
+            from_ms=from_ms,
+            trades=len(result.trades),
+            requests=result.requests,
+            complete=result.complete,
+        )
+
+    def on_dead_letters(self, before_ms: int | None) -> None:
+        """A rejected record may have been a trade: fetch the span again over REST."""
+        self.request_fill("dead_letter", before_ms)
+
+
+class CandleSession:
+    """One connection's life for a market's 1m candles: only closed candles leave the collector."""
+
+    def __init__(
+        self, spec: MarketSpec, settings: CollectorSettings, outbox: MarketOutbox, stop: asyncio.Event
+    ) -> None:
+        self.spec, self.settings, self.outbox, self.stop = spec, settings, outbox, stop
+        self._open: list | None = None  # the newest candle seen: still forming
+        self.received = False
+
+    async def __call__(self, exchange) -> None:
+        self.received = False
+        await exchange.load_markets()
+        last_message = time.monotonic()
+        filled = False
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now - last_message >= self.settings.stall_timeout_s:
+                raise Stalled(f"no candle message for {self.settings.stall_timeout_s} s")
+            try:
+                rows = await asyncio.wait_for(
+                    exchange.watch_ohlcv(self.spec.symbol, CANDLE_TIMEFRAME), _POLL_S
+                )
+            except TimeoutError:
+                rows = []
+            else:
+                last_message, self.received = time.monotonic(), True
+            self._take(rows, "ws")
+            if not filled and self._open is not None:
+                await self._fill(exchange)
+                filled = True
+
+    def _take(self, rows: list, transport: str) -> None:
+        """Rows older than the newest one are closed; the newest stays open until a newer one starts."""
+        rows = [r for r in rows if isinstance(r, list | tuple) and r and isinstance(r[0], int)]
+        if self._open is not None:
+            rows = [self._open, *rows]
+        if not rows:
+            return
+        newest = max(r[0] for r in rows)
+        latest: dict[int, list] = {}
+        for row in rows:
+            latest[row[0]] = list(row)  # the last update of a candle is its final value
+        self._open = latest.pop(newest)
+        self.outbox.add_candles(sorted(latest.values()), transport)
+
+    async def _fill(self, exchange) -> None:
+        """After (re)connecting: the closed candles since the last one published, over REST."""
+        since = self.outbox.candle_high_ms
+        if since < 0 or self._open is None:
+            return
+        try:
+            rows = await exchange.fetch_ohlcv(self.spec.symbol, CANDLE_TIMEFRAME, since=since + 1)
+        except (ccxt.BaseError, OSError) as error:
+            log_event(
+                log,
+                "candle_fill_failed",
+                level=logging.WARNING,
+                market=self.spec.key,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return
+        closed = [r for r in rows or [] if isinstance(r, list | tuple) and r and r[0] < self._open[0]]
+        self.outbox.add_candles(closed, "rest")
