@@ -7,9 +7,10 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export CRYPTOPIPE_HOME ?= $(CURDIR)/.cryptopipe
 export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test dev sim docs lint format clean
+.PHONY: help install demo test bench dev live sim docs lint format clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -21,14 +22,20 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python python3
 	@touch $@
 
-demo: install ## Simulator + backfill of the demo markets + dbt marts, through Dagster; prints a summary.
+demo: install ## Backfill + dbt marts + a bounded live run (WebSocket -> Pub/Sub -> DuckDB); prints a summary.
 	$(BIN)/cryptopipe demo
 
 test: install ## Run the whole test suite.
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+bench: install ## Benchmarks vs baselines (per-row txn, dlt): benchmarks/results.json, results.md, charts/.
+	$(BIN)/cryptopipe bench $(BENCH_ARGS)
+
 dev: install ## Dagster UI (dagster dev) on the local instance, with the exchange simulator.
-	$(BIN)/cryptopipe dev
+	PUBSUB_EMULATOR_HOST=$${PUBSUB_EMULATOR_HOST:-127.0.0.1:8085} $(BIN)/cryptopipe dev
+
+live: install ## Live path until Ctrl-C: simulator streams + Pub/Sub emulator (:8085) + collector.
+	$(BIN)/cryptopipe live
 
 sim: install ## Run the exchange simulator alone on 127.0.0.1:8765.
 	$(BIN)/cryptopipe sim

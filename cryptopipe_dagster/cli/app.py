@@ -32,6 +32,10 @@ def fail(error: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -133,6 +137,53 @@ def collect(
 
 
 @app.command()
+def live(
+    speed: Annotated[
+        str, typer.Option(help="Replay speed of the simulator's streams (1 = real time, or 'max').")
+    ] = "10",
+    start: Annotated[str, typer.Option(help="Instant the replay starts from (ISO 8601 UTC).")] = "",
+    emulator_port: Annotated[
+        int, typer.Option(help="Pub/Sub emulator port (make dev's sensor uses it).")
+    ] = 8085,
+    sim_port: Annotated[
+        int, typer.Option(help="Exchange simulator port (started unless already up).")
+    ] = 8765,
+    metrics_port: Annotated[int, typer.Option(help="The collector's Prometheus /metrics port.")] = 9108,
+) -> None:
+    """Run the live path continuously on the local default: simulator streams, the Pub/Sub emulator
+    and the collector, until Ctrl-C/SIGTERM. Load with `make dev` + market_data_sensor."""
+    from cryptopipe_dagster.cli.live import live_command
+
+    try:
+        live_command(speed, start, emulator_port, sim_port, metrics_port, console)
+    except CryptopipeError as error:
+        fail(error)
+
+
+@app.command()
+def bench(
+    only: Annotated[
+        str, typer.Option(help="Comma-separated benchmark names; default: all (see `make help`).")
+    ] = "",
+    out: Annotated[Path, typer.Option(help="Where results.json, results.md and charts/ go.")] = Path(
+        "benchmarks"
+    ),
+    quick: Annotated[bool, typer.Option(help="Small sizes: checks the harness, not the numbers.")] = False,
+) -> None:
+    """Run the benchmarks (each with its baseline, in the same run) and write JSON, markdown, PNGs."""
+    from cryptopipe_dagster.benchmarks.run import run_benchmarks
+    from cryptopipe_dagster.lib.settings import load_settings
+
+    command = "cryptopipe bench" + (f" --only {only}" if only else "") + (" --quick" if quick else "")
+    try:
+        paths = run_benchmarks(_csv(only), load_settings().data_dir, out, quick=quick, command=command)
+    except CryptopipeError as error:
+        fail(error)
+    for label, path in paths.items():
+        console.print(f"{label}: {path}")
+
+
+@app.command()
 def backfill(
     exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. coinbaseexchange.")],
     start: Annotated[str, typer.Option(help="First UTC day, YYYY-MM-DD.")],
@@ -162,6 +213,8 @@ def demo(
     """Start the simulator, backfill the demo markets of the markets file, print a summary."""
     from cryptopipe_dagster.cli.runner import demo_command
 
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the simulator and the emulator stop too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         demo_command(port, console)
     except CryptopipeError as error:

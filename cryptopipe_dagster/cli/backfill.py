@@ -20,6 +20,7 @@ from rich.progress import (
 )
 
 from cryptopipe_dagster.defs.historical.partitions import MAX_DAYS_PER_RUN, partition_range_tags
+from cryptopipe_dagster.defs.streaming.drain import QUIET_LOGGERS
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import BackfillSpec
 
@@ -69,9 +70,6 @@ def _metadata_values(result: dg.ExecuteInProcessResult) -> dict:
         for key, value in events[0].metadata.items()
         if isinstance(getattr(value, "value", None), int | float)
     }
-
-
-QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}
 
 
 def execute_range(

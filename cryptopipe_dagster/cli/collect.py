@@ -75,12 +75,13 @@ def collect_command(
         )
     configure_json_logging()
     collector = Collector(settings, metrics_host=metrics_host, metrics_port=metrics_port)
-    report = asyncio.run(_run(collector, duration))
+    report = asyncio.run(run_until_signal(collector, duration))
     console.print_json(json.dumps(report.as_dict()))
     return report
 
 
-async def _run(collector: Collector, duration: float) -> CollectorReport:
+async def run_until_signal(collector: Collector, duration: float) -> CollectorReport:
+    """Run until SIGTERM/SIGINT (or `duration` seconds when > 0), then flush and report."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

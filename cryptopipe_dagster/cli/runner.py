@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import dagster as dg
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from cryptopipe_dagster.cli.backfill import ChunkResult, check_dates, day_chunks, execute_range, run_backfill
 from cryptopipe_dagster.cli.instance import local_instance
+from cryptopipe_dagster.cli.live import LIVE_MARKETS, LIVE_START, LiveResult, run_live
 from cryptopipe_dagster.cli.simulator_process import free_port, start_simulator, stop_simulator
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import (
@@ -26,6 +28,7 @@ from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
 BACKFILL_JOB = "historical_candles_job"
 TRANSFORM_JOB = "transform_job"
+RECONCILIATION_JOB = "trade_reconciliation_job"
 LATEST_INDICATORS_SQL = """
 select exchange, symbol, timeframe, strftime(ts at time zone 'UTC', '%Y-%m-%d %H:%M') as ts_utc, close,
        round(sma_20, 2) as sma_20, round(ema_20, 2) as ema_20, round(rsi_14, 1) as rsi_14,
@@ -111,9 +114,66 @@ def demo_command(port: int, console: Console) -> None:
                 for key in ("rows", "duplicates_dropped", "dead_letters", "already_present"):
                     totals[key] = totals.get(key, 0) + int(result.metadata.get(key, 0))
         run_transforms(markets, instance, console)
+        live = run_live(settings, os.environ["CRYPTOPIPE_SIMULATOR_URL"], instance, console)
+        reconciliation = reconcile_live(instance, console)
     finally:
         stop_simulator(simulator)
     print_summary(settings, totals, console)
+    print_live_summary(settings, live, reconciliation, console)
+
+
+def reconcile_live(instance: dg.DagsterInstance, console: Console) -> dict:
+    """dbt over the live day (trade-built 1m candles), then the reconciliation check; its metadata."""
+    day = dt.date.fromisoformat(LIVE_START[:10])
+    job = load_job(TRANSFORM_JOB)
+    for exchange in sorted({m.split(":")[0] for m in LIVE_MARKETS} & set(configured_exchanges())):
+        with console.status(f"dbt build {exchange} {day} (live trades)"):
+            result = execute_range(job, instance, exchange, day, day)
+        if not result.success:
+            raise ConfigError(f"dbt run {result.run_id} failed for {exchange}; see `make dev` for its logs")
+    result = load_job(RECONCILIATION_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    evaluations = [
+        event.event_specific_data
+        for event in result.all_events
+        if event.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    if not result.success or not evaluations:
+        raise ConfigError(f"reconciliation run {result.run_id} failed; see `make dev`")
+    evaluation = evaluations[0]
+    metadata = {key: getattr(value, "value", value) for key, value in evaluation.metadata.items()}
+    return {"passed": evaluation.passed, **metadata}
+
+
+def configured_exchanges() -> list[str]:
+    """Exchanges of the markets file (the partition dimension dbt runs over)."""
+    return sorted(load_markets_config(load_settings().markets_file).exchanges)
+
+
+def print_live_summary(settings: Settings, live: LiveResult, reconciliation: dict, console: Console) -> None:
+    """Trades per market (emitted vs loaded), what the collector survived, the reconciliation."""
+    warehouse = DuckDBWarehouse(settings.duckdb_path)
+    per_market = warehouse.query_df(
+        "select exchange, symbol, count(*) as trades, count(*) filter (where source = 'rest') as via_rest, "
+        "strftime(min(ts) at time zone 'UTC', '%Y-%m-%d %H:%M:%S') as first_utc, "
+        "strftime(max(ts) at time zone 'UTC', '%Y-%m-%d %H:%M:%S') as last_utc "
+        "from raw.trades group by all order by all",
+        {},
+    )
+    console.print(rich_table("raw.trades (live path)", per_market))
+    report = live.report
+    console.print(
+        f"live: {sum(live.emitted.values()):,} trades emitted, {sum(live.loaded.values()):,} in raw.trades "
+        f"in {live.seconds:.0f}s through {live.runs} loader runs; collector: {report.reconnects} reconnects, "
+        f"{report.gap_fills} REST fills, {report.duplicates_dropped} duplicates dropped, "
+        f"{report.dead_letters} dead letters"
+    )
+    verdict = "passed" if reconciliation.get("passed") else "FAILED"
+    console.print(
+        f"reconciliation (trade-built vs exchange 1m candles): {verdict}, "
+        f"{reconciliation.get('minutes_compared', 0)} minutes compared, "
+        f"{reconciliation.get('minutes_mismatched', 0)} mismatched"
+    )
+    console.print("run it continuously: README, section 'Live path'")
 
 
 def run_transforms(markets: MarketsConfig, instance: dg.DagsterInstance, console: Console) -> None:

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -48,12 +49,15 @@ def start_simulator(
     ]
     if faults:
         command += ["--faults", faults]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A file, not a pipe: nobody drains a pipe while the simulator runs, and a full one would block it.
+    log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise CryptopipeError(f"exchange simulator exited: {process.stderr.read()[-2000:]}")
+            log_file.seek(0)
+            raise CryptopipeError(f"exchange simulator exited: {log_file.read()[-2000:]}")
         if simulator_is_up(base_url):
             return process
         time.sleep(0.2)

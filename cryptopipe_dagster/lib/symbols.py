@@ -112,10 +112,13 @@ def canonical_symbol(raw: str) -> str:
 def _split_unseparated(raw: str, text: str) -> tuple[str, str]:
     if len(text) == 8 and text[:4] in _KRAKEN_ASSETS and text[4:] in _KRAKEN_ASSETS:
         return text[:4], text[4:]
-    for quote in KNOWN_QUOTES:
-        if text.endswith(quote) and len(text) > len(quote):
-            return text[: -len(quote)], quote
-    raise InvalidSymbol(raw, "no separator and no known quote currency at the end")
+    splits = [(text[: -len(q)], q) for q in KNOWN_QUOTES if text.endswith(q) and len(text) > len(q)]
+    if not splits:
+        raise InvalidSymbol(raw, "no separator and no known quote currency at the end")
+    # The longest quote wins, unless only a shorter one leaves a known base: XBTUSD is XBT/USD,
+    # not XB/TUSD; BTCTUSD stays BTC/TUSD.
+    known = [(base, quote) for base, quote in splits if base in ALIASES or base in KNOWN_QUOTES]
+    return (known or splits)[0]
 
 
 def canonical_symbols(symbols: pd.Series) -> pd.Series:

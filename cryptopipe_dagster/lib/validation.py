@@ -13,6 +13,7 @@ import functools
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from pandera.engines import pandas_engine
 
 from cryptopipe_dagster.lib.dead_letters import REASON_RANK, build_dead_letters, payload_json
 from cryptopipe_dagster.lib.errors import SchemaDrift
@@ -51,9 +52,12 @@ def reason_code_for(column: object, check: str) -> str:
     return "schema_check_failed"
 
 
-def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def find_failures(
+    df: pd.DataFrame, schema: type[pa.DataFrameModel], *, drop_failures: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate `df` (lazy; its index must be unique) and return (passing rows coerced, failures).
 
+    drop_failures=False may return the failing rows too (the caller drops failures.index itself).
     failures has one row per failing row label (index) with reason_code, check_name and
     error_detail; when a row fails several checks the most fundamental reason is kept.
     Raises SchemaDrift when a failure names no row (missing/extra column, a crashing check).
@@ -61,12 +65,14 @@ def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd
     coerced = _coerced_or_none(df, schema)
     row_checks = ROW_CHECKS.get(schema, {}) if coerced is not None else {}
     failed_rows, row_cases = _run_row_checks(coerced, row_checks) if row_checks else (None, None)
+    typed = coerced is not None and coerced is df
+    full = _checking_schema(schema) if typed else _full_schema(schema)
     if failed_rows is None or not failed_rows.any():
-        valid, cases = _pandera_cases(df if coerced is None else coerced, _full_schema(schema))
+        valid, cases = _pandera_cases(df if coerced is None else coerced, full)
     else:
         # Rows failing a dataframe-level check skip those checks in Pandera (see schemas.ROW_CHECKS)
         # but still get every column check, so the most fundamental reason is still the one kept.
-        valid, clean_cases = _pandera_cases(coerced.loc[~failed_rows], _full_schema(schema))
+        valid, clean_cases = _pandera_cases(coerced.loc[~failed_rows], full)
         _, dirty_cases = _pandera_cases(coerced.loc[failed_rows], _column_schema(schema))
         cases = pd.concat([clean_cases, dirty_cases, row_cases], ignore_index=True)
     if cases.empty:
@@ -78,8 +84,11 @@ def find_failures(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> tuple[pd
         )
         raise SchemaDrift(f"{schema.__name__} does not fit the batch: {summary[:500]}")
     failures = _summarise(cases)
+    coercion_failed = cases["check"].str.startswith(_COERCION_CHECKS).any()
+    if not drop_failures and not coercion_failed:  # the caller filters (with its own dedup, one copy)
+        return valid, failures
     valid = valid.loc[~valid.index.isin(failures.index)]
-    if cases["check"].str.startswith(_COERCION_CHECKS).any():
+    if coercion_failed:
         # A column that could not be coerced as a whole is still raw; coerce the passing rows now.
         valid = _revalidate(valid, schema)
     return valid, failures
@@ -108,10 +117,28 @@ def _coerced_or_none(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> pd.Da
     """`df` with the schema's dtypes, or None when some value cannot be coerced (Pandera reports it)."""
     if list(df.columns) != list(_full_schema(schema).columns):
         return None
+    if _has_schema_dtypes(df, schema):  # normalize built it typed: coercing again would only copy
+        return df
     try:
         return _full_schema(schema).coerce_dtype(df)
     except (pa.errors.SchemaError, pa.errors.SchemaErrors):
         return None
+
+
+def _has_schema_dtypes(df: pd.DataFrame, schema: type[pa.DataFrameModel]) -> bool:
+    columns = _full_schema(schema).columns
+    return all(
+        column.dtype is not None and column.dtype.check(pandas_engine.Engine.dtype(df[name].dtype))
+        for name, column in columns.items()
+    )
+
+
+@functools.cache
+def _checking_schema(schema: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    """The schema without coercion, for frames that already have its dtypes (every check still runs)."""
+    checking = copy.deepcopy(schema.to_schema())
+    checking.coerce = False
+    return checking
 
 
 def _run_row_checks(df: pd.DataFrame, checks: dict) -> tuple[np.ndarray, pd.DataFrame]:

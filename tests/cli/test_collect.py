@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from cryptopipe_dagster.lib.pubsub.puller import pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import LOADER_SUBSCRIPTION
 from cryptopipe_dagster.lib.simulator.server import SimulatorServer
 from tests.lib.simulator.conftest import DATA_DIR, SEED
+from tests.waiting import wait_for
 
 START = "2019-10-17T05:00:00Z"
 runner = CliRunner()
@@ -108,14 +108,22 @@ def test_collect_serves_metrics_logs_json_and_flushes_on_sigterm(
 
 
 def _wait_for_published(port: int, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    while time.monotonic() < deadline:
+    """The /metrics text once it shows confirmed trade and candle batches."""
+    seen = {"text": ""}
+
+    def published() -> bool:
         try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            seen["text"] = (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+            )
         except OSError:
-            text = ""
-        if "cryptopipe_collector_batches_confirmed_total{" in text and 'kind="candles"' in text:
-            return text
-        time.sleep(0.5)
-    raise AssertionError(f"no confirmed batches within {timeout_s} s:\n{text[-2000:]}")
+            return False
+        return (
+            "cryptopipe_collector_batches_confirmed_total{" in seen["text"]
+            and 'kind="candles"' in seen["text"]
+        )
+
+    assert wait_for(published, timeout_s), (
+        f"no confirmed batches within {timeout_s} s:\n{seen['text'][-2000:]}"
+    )
+    return seen["text"]

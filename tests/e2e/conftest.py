@@ -34,4 +34,7 @@ def demo_home(tmp_path_factory) -> Path:
     result = run_demo(home)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "raw.candles" in result.stdout and "latest indicators" in result.stdout
+    assert "raw.trades (live path)" in result.stdout
+    reconciled = "reconciliation (trade-built vs exchange 1m candles): passed"
+    assert reconciled in result.stdout, result.stdout[-3000:]
     return home

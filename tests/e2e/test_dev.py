@@ -6,27 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-
-import requests
 
 from cryptopipe_dagster.cli.simulator_process import free_port, simulator_is_up
-
-
-def wait_for(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    return False
-
-
-def ui_is_up(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok
-    except requests.ConnectionError:
-        return False
+from tests.waiting import ui_is_up, wait_for
 
 
 def test_dev_starts_ui_and_simulator_and_stops_cleanly(cryptopipe_home):

@@ -6,13 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
 from cryptopipe_dagster.cli.simulator_process import free_port
 from cryptopipe_dagster.defs.quality import candle_checks
+from tests.waiting import ui_is_up, wait_for
+
+# The session's demo run (fixture demo_home) lands on the first test: up to ~7 min on 2 busy cores.
+pytestmark = pytest.mark.timeout(1800)
 
 QUERY = """
 query {
@@ -54,16 +57,10 @@ def webserver(demo_home):
         text=True,
     )
     url = f"http://127.0.0.1:{port}/graphql"
-    deadline = time.monotonic() + 180
     try:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"webserver exited: {process.stderr.read()[-3000:]}")
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+        wait_for(lambda: process.poll() is not None or ui_is_up(port), 180)
+        if process.poll() is not None:
+            pytest.fail(f"webserver exited: {process.stderr.read()[-3000:]}")
         yield url
     finally:
         os.killpg(process.pid, signal.SIGINT)

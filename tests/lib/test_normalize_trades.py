@@ -135,3 +135,20 @@ def test_property_zero_silent_loss_and_unique_keys(records: list) -> None:
     assert not batch.valid.duplicated(subset=["exchange", "symbol", "trade_id"]).any()
     TradeSchema.validate(batch.valid)
     DeadLetterSchema.validate(batch.dead_letters)
+
+
+def test_arrow_input_gives_the_same_batch_as_dicts() -> None:
+    import pyarrow as pa
+
+    from cryptopipe_dagster.lib.normalize_trades import TRADE_FIELDS, normalize_trades_table
+
+    records = [trade(i) for i in range(50)] + [trade(3), trade(60, price=-1.0), trade(61, id="garbage")]
+    table = pa.table({name: [r[name] for r in records] for name in TRADE_FIELDS})
+    from_dicts = run(records, ingested_at=NOW)
+    from_arrow = normalize_trades_table(table, exchange="kraken", source="ws", now=NOW, ingested_at=NOW)
+    pd.testing.assert_frame_equal(from_arrow.valid, from_dicts.valid)
+    assert from_arrow.duplicates_dropped == from_dicts.duplicates_dropped == 1
+    assert from_arrow.dead_letters["reason_code"].tolist() == ["non_positive_price", "invalid_trade_id"]
+    assert json.loads(from_arrow.dead_letters["raw_payload"].iloc[1])["id"] == "garbage"
+    with pytest.raises(SchemaDrift, match="price"):
+        normalize_trades_table(table.drop(["price"]), exchange="kraken")

@@ -114,3 +114,11 @@ def test_round_trip_without_separator(base: str, quote: str) -> None:
     canonical = canonical_symbol(f"{base}{quote}")
     assert canonical == f"{base}/{ALIASES.get(quote, quote)}"
     assert canonical_symbol(canonical) == canonical
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [("XBTUSD", "BTC/USD"), ("BTCTUSD", "BTC/TUSD"), ("BTCUSDT", "BTC/USDT"), ("ETHXBT", "ETH/BTC")],
+)
+def test_unseparated_pairs_prefer_a_known_base_over_the_longest_quote(raw, canonical) -> None:
+    assert canonical_symbol(raw) == canonical

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from cryptopipe_dagster.defs.streaming.assets import live_candles_job, raw_trades
+from cryptopipe_dagster.defs.streaming.assets import live_candles_job, microbatch_job, raw_trades
 from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor
 
 RUN_KEY_TAG = "dagster/run_key"
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}  # events still reach the instance
 SENSOR_TAG = "dagster/sensor_name"
 
 
@@ -58,21 +59,16 @@ def drain_once(instance: dg.DagsterInstance, resources: dict, cursor: str | None
 
 
 def _execute(instance: dg.DagsterInstance, resources: dict, request: dg.RunRequest):
+    # The real job definitions (their names show in the UI), bound to the caller's warehouse.
+    definitions = dg.Definitions(
+        assets=[raw_trades],
+        jobs=[microbatch_job, live_candles_job],
+        resources={"warehouse": resources["warehouse"]},
+    )
     tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_TAG: market_data_sensor.name}
-    warehouse = {"warehouse": resources["warehouse"]}
-    if request.job_name == live_candles_job.name:
-        return live_candles_job.execute_in_process(
-            run_config=request.run_config,
-            instance=instance,
-            resources=warehouse,
-            tags=tags,
-            raise_on_error=False,
-        )
-    return dg.materialize(
-        [raw_trades],
-        run_config=request.run_config,
+    return definitions.resolve_job_def(request.job_name).execute_in_process(
+        run_config={**request.run_config, "loggers": QUIET_LOGGERS},
         instance=instance,
-        resources=warehouse,
         tags=tags,
         raise_on_error=False,
     )

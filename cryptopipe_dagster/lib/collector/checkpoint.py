@@ -25,8 +25,9 @@ class CheckpointStore:
                 raise ValueError(
                     f"collector checkpoint {path} is not JSON ({error}); move it away"
                 ) from error
-            if isinstance(loaded, dict):
-                self._state = {k: dict(v) for k, v in loaded.items() if isinstance(v, dict)}
+            if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+                raise ValueError(f"collector checkpoint {path} is not a JSON object of markets; move it away")
+            self._state = {k: dict(v) for k, v in loaded.items()}
 
     def get(self, market: str, kind: str) -> int | None:
         """The confirmed high-water event time (ms) of a market's kind, if any."""

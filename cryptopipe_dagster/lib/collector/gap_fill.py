@@ -35,13 +35,22 @@ class GapFill:
     requests: int
 
 
-async def fetch_trades_from(exchange, symbol: str, from_ms: int, *, attempts: int = 5) -> GapFill:
-    """Every trade of `symbol` with timestamp >= from_ms that the venue still serves."""
+async def fetch_trades_from(
+    exchange, symbol: str, from_ms: int, *, until_ms: int | None = None, attempts: int = 5
+) -> GapFill:
+    """Every trade of `symbol` with timestamp >= from_ms that the venue still serves; with `until_ms`
+    forward paging stops once a page reaches it (what follows, the stream delivers)."""
     strategy = STRATEGIES.get(exchange.id, "since")
-    fetch = {"since": _since, "pages_back": _pages_back, "time_window": _time_window}[strategy]
     calls = _Calls(exchange, symbol, attempts)
-    trades, complete = await fetch(calls, from_ms)
-    return GapFill([t for t in trades if _not_older(t, from_ms)], complete, calls.count)
+    if strategy == "since":
+        trades, complete = await _since(calls, from_ms, until_ms)
+    else:
+        fetch = {"pages_back": _pages_back, "time_window": _time_window}[strategy]
+        trades, complete = await fetch(calls, from_ms)
+    # Whole seconds: some venues (Bitstamp's REST) time trades to the second only, so a trade the
+    # stream timed 12:00:00.806 comes back as 12:00:00.000; the extra overlap is deduplicated.
+    second = from_ms - from_ms % 1000
+    return GapFill([t for t in trades if _not_older(t, second)], complete, calls.count)
 
 
 def _not_older(trade: object, from_ms: int) -> bool:
@@ -78,10 +87,12 @@ def _times(page: list[dict]) -> list[int]:
     return [ts for ts in map(_ts, page) if ts is not None]
 
 
-async def _since(calls: _Calls, from_ms: int) -> tuple[list[dict], bool]:
+async def _since(calls: _Calls, from_ms: int, until_ms: int | None = None) -> tuple[list[dict], bool]:
+    # Page until a page brings nothing new. Not "until a short page": ccxt (Kraken) asks from the
+    # whole second and drops what precedes `since`, so a full page can arrive short.
     out: list[dict] = []
     seen: set = set()
-    cursor = from_ms
+    cursor = from_ms - from_ms % 1000  # the whole second: ccxt would drop its earlier trades
     for _ in range(MAX_PAGES):
         page = await calls.fetch(since=cursor, limit=PAGE_LIMIT)
         new = [t for t in page if t.get("id") not in seen]
@@ -90,7 +101,10 @@ async def _since(calls: _Calls, from_ms: int) -> tuple[list[dict], bool]:
         out.extend(new)
         seen.update(t.get("id") for t in new)
         times = _times(new)
-        if len(page) < PAGE_LIMIT or not times or max(times) <= cursor:
+        if not times or max(times) <= cursor:
+            # New trades but no progress in time: more than a page in one instant; cannot page on.
+            return out, False
+        if until_ms is not None and max(times) >= until_ms:
             return out, True
         cursor = max(times)
     return out, False

@@ -30,6 +30,8 @@ from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 log = logging.getLogger("cryptopipe.collector")
 CANDLE_TIMEFRAME = "1m"
 _EPOCH = pd.Timestamp(0, tz="UTC")
+_CANDLE_VALUES = ("ts", "open", "high", "low", "close", "volume")
+_SENT_CANDLES_KEPT = 1_440  # a day of 1m candles remembered per market
 
 
 @dataclass
@@ -61,6 +63,7 @@ class MarketOutbox:
         self._first_at: float | None = None
         self._dedup = RecentIds(settings.dedup_capacity)
         self.candle_high_ms = checkpoint.get(spec.key, "candles") or -1
+        self._sent_candles: dict[int, tuple] = {}  # ts ms -> (open, high, low, close, volume) sent
         self._in_flight: deque[_InFlight] = deque()
         self.high_water_ms: int | None = checkpoint.get(spec.key, "trades")  # newest trade accepted
         # Where this collector's responsibility starts: its checkpoint, else the first streamed trade.
@@ -147,15 +150,28 @@ class MarketOutbox:
             ingested_at=now,
         )
         valid = batch.valid
-        # A candle already published (stream and REST both deliver closed candles) is not re-sent.
-        newer = _epoch_ms(valid["ts"]) > self.candle_high_ms
-        if (~newer).any():
-            self.metrics.duplicates.labels(**self._labels, kind="candles").inc(int((~newer).sum()))
-        valid = valid.loc[newer]
+        # Stream and REST both deliver closed candles: send a candle again only if it changed and is
+        # at least as complete (a late out-of-order update, or the reconnect snapshot, can complete a
+        # candle the stream closed early; volume only grows as a minute's trades arrive).
+        fresh = [self._candle_changed(row) for row in valid[list(_CANDLE_VALUES)].itertuples()]
+        if not all(fresh):
+            self.metrics.duplicates.labels(**self._labels, kind="candles").inc(fresh.count(False))
+        valid = valid.loc[fresh]
         if len(valid):
-            self.candle_high_ms = int(_epoch_ms(valid["ts"]).max())
+            self.candle_high_ms = max(self.candle_high_ms, int(_epoch_ms(valid["ts"]).max()))
+            for row in valid[list(_CANDLE_VALUES)].itertuples(index=False):
+                self._sent_candles[_epoch_ms_of(row.ts)] = tuple(row)[1:]
+            while len(self._sent_candles) > _SENT_CANDLES_KEPT:
+                self._sent_candles.pop(next(iter(self._sent_candles)))
             self._publish(valid, "candles", arrived)
         return self._publish_dead(batch.dead_letters, arrived)
+
+    def _candle_changed(self, row) -> bool:
+        sent = self._sent_candles.get(_epoch_ms_of(row.ts))
+        values = (row.open, row.high, row.low, row.close, row.volume)
+        if sent is None:
+            return _epoch_ms_of(row.ts) > self.candle_high_ms - _SENT_CANDLES_KEPT * 60_000
+        return values != sent and row.volume >= sent[-1]
 
     def _publish_dead(self, dead: pd.DataFrame, arrived: float) -> int:
         if not len(dead):
@@ -228,3 +244,7 @@ class MarketOutbox:
 
 def _epoch_ms(times: pd.Series) -> pd.Series:
     return (times - _EPOCH) // pd.Timedelta(milliseconds=1)
+
+
+def _epoch_ms_of(ts: pd.Timestamp) -> int:
+    return (ts - _EPOCH) // pd.Timedelta(milliseconds=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -65,5 +66,7 @@ class CollectorSettings:
             raise ConfigError("the collector needs a Pub/Sub project id")
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise ConfigError(f"collector setting {item.name} must be > 0, got {value!r}")
+            # `not value > 0` also refuses NaN (a NaN stall timeout would disable the watchdog).
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if number and not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"collector setting {item.name} must be finite and > 0, got {value!r}")

@@ -91,6 +91,37 @@ async def supervise(
         await sleep_unless(stop, delay)
 
 
+class Watch:
+    """One pending ccxt.pro watch_* call at a time, polled without cancelling it.
+
+    Cancelling a watch call on a timeout (asyncio.wait_for) can lose what it was about to return:
+    the trades stay in ccxt's cache, unseen until the next frame. Here a call is only cancelled when
+    the session ends."""
+
+    def __init__(self, call) -> None:
+        self._call = call
+        self._task: asyncio.Task | None = None
+
+    async def next(self, timeout_s: float):
+        """The call's result, or None if it has not returned within `timeout_s` (it stays pending)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._call())
+        done, _pending = await asyncio.wait({self._task}, timeout=timeout_s)
+        if not done:
+            return None
+        task, self._task = self._task, None
+        return task.result()  # raises what the call raised (disconnects end the session)
+
+    async def __aenter__(self) -> Watch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
 class TradeSession:
     """One connection's life for a market's trades: watch, watchdog, fills, sweeps."""
 
@@ -127,6 +158,10 @@ class TradeSession:
         self.received = False
         self.request_fill("start" if self._connects == 1 else "reconnect", self.outbox.high_water_ms)
         await exchange.load_markets()
+        async with Watch(lambda: exchange.watch_trades(self.spec.symbol)) as watch:
+            await self._stream(exchange, watch)
+
+    async def _stream(self, exchange, watch: Watch) -> None:
         last_message = time.monotonic()
         subscribed = False
         while not self.stop.is_set():
@@ -142,12 +177,11 @@ class TradeSession:
             if now - last_message >= self.settings.stall_timeout_s:
                 raise Stalled(f"no trade message for {self.settings.stall_timeout_s} s")
             wait = min(_POLL_S, last_message + self.settings.stall_timeout_s - now)
-            try:
-                trades = await asyncio.wait_for(exchange.watch_trades(self.spec.symbol), max(wait, 0.01))
-            except TimeoutError:
-                subscribed = True
+            trades = await watch.next(max(wait, 0.01))
+            subscribed = True
+            if trades is None:
                 continue
-            subscribed, last_message, self.received = True, time.monotonic(), True
+            last_message, self.received = time.monotonic(), True
             self.metrics.last_message_age.labels(**self._labels).set(0)
             before = self.outbox.high_water_ms
             self.outbox.add_trades(trades, "ws")
@@ -157,8 +191,12 @@ class TradeSession:
     async def _fill(self, exchange) -> None:
         from_ms, trigger = self._fill_from, self._fill_trigger
         self._fill_from = None
+        # Up to where the stream already delivers (plus the margin): paging on past it in a busy
+        # market would chase the stream for ever while nobody reads the socket.
+        newest = self.outbox.high_water_ms
+        until_ms = None if newest is None else newest + int(self.settings.fill_margin_s * 1000)
         try:
-            result = await fetch_trades_from(exchange, self.spec.symbol, from_ms)
+            result = await fetch_trades_from(exchange, self.spec.symbol, from_ms, until_ms=until_ms)
         except (ccxt.BaseError, OSError) as error:
             self.request_fill(trigger, from_ms + int(self.settings.fill_margin_s * 1000))
             self._next_fill_at = time.monotonic() + _FILL_RETRY_S
@@ -205,17 +243,18 @@ class CandleSession:
     async def __call__(self, exchange) -> None:
         self.received = False
         await exchange.load_markets()
+        async with Watch(lambda: exchange.watch_ohlcv(self.spec.symbol, CANDLE_TIMEFRAME)) as watch:
+            await self._stream(exchange, watch)
+
+    async def _stream(self, exchange, watch: Watch) -> None:
         last_message = time.monotonic()
         filled = False
         while not self.stop.is_set():
             now = time.monotonic()
             if now - last_message >= self.settings.stall_timeout_s:
                 raise Stalled(f"no candle message for {self.settings.stall_timeout_s} s")
-            try:
-                rows = await asyncio.wait_for(
-                    exchange.watch_ohlcv(self.spec.symbol, CANDLE_TIMEFRAME), _POLL_S
-                )
-            except TimeoutError:
+            rows = await watch.next(_POLL_S)
+            if rows is None:
                 rows = []
             else:
                 last_message, self.received = time.monotonic(), True

@@ -11,6 +11,7 @@ the ``env.yaml`` that ``gcloud beta emulators pubsub env-init --data-dir=DIR`` r
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -180,7 +181,9 @@ class PubSubEmulator:
                 with urllib.request.urlopen(url, timeout=1) as response:
                     if response.status == 200:
                         return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # HTTPException: another server (a gRPC one answers HTTP/2 frames) took the port first;
+            # our JVM then fails to bind and exits, which the poll above turns into a retry.
+            except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException):
                 pass
             time.sleep(0.1)
         raise EmulatorUnavailable(

@@ -57,12 +57,14 @@ class Warehouse(ABC):
         """Create datasets/schemas and tables if they do not exist (safe to call every run)."""
 
     @abstractmethod
-    def merge_candles(self, df: pd.DataFrame) -> MergeStats:
-        """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts); update only changed values."""
+    def merge_candles(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
+        """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts); update only changed values.
+
+        unique_keys: the caller guarantees one row per key, so the safety dedup can be skipped."""
 
     @abstractmethod
-    def merge_trades(self, df: pd.DataFrame) -> MergeStats:
-        """MERGE a TradeSchema frame on (exchange, symbol, trade_id)."""
+    def merge_trades(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
+        """MERGE a TradeSchema frame on (exchange, symbol, trade_id) (unique_keys as for candles)."""
 
     @abstractmethod
     def write_dead_letters(self, df: pd.DataFrame) -> int:

@@ -22,12 +22,14 @@ from cryptopipe_dagster.lib.warehouse.sql import (
     candles_in_window_sql,
     checkpoint_sql,
     create_table_sql,
+    date_range,
     dead_letters_sql,
     duplicate_keys_sql,
     first_candle_sql,
     mark_replayed_sql,
     merge_sql,
     merge_stats_sql,
+    staged_select,
 )
 from cryptopipe_dagster.lib.warehouse.tables import (
     CANDLES,
@@ -63,8 +65,17 @@ class DuckDBWarehouse(DuckDBConnections, Warehouse):
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {safe_identifier(spec.dataset)}")
                 connection.execute(create_table_sql(spec, self.dialect, spec.qualified))
 
+    @staticmethod
+    def _any_row_in(connection: duckdb.DuckDBPyConnection, spec: TableSpec, params: dict) -> bool:
+        sql = f"SELECT 1 FROM {spec.qualified} AS t WHERE {date_range(spec, DUCKDB)} LIMIT 1"
+        return connection.execute(sql, params).fetchone() is not None
+
     def _merge(
-        self, connection: duckdb.DuckDBPyConnection, spec: TableSpec, df: pd.DataFrame | None
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        spec: TableSpec,
+        df: pd.DataFrame | None,
+        unique_keys: bool = False,
     ) -> MergeStats:
         if df is None or df.empty:
             return MergeStats()
@@ -72,15 +83,25 @@ class DuckDBWarehouse(DuckDBConnections, Warehouse):
         if missing:
             raise SchemaDrift(f"{spec.qualified} batch lacks columns {missing}")
         staged = df[spec.input_columns]
-        repeated = staged.duplicated(subset=list(spec.key), keep="last")
-        if repeated.any():  # a MERGE source must hold each key once; the last row wins, as in normalize
-            staged = staged.loc[~repeated]
+        if not unique_keys:
+            repeated = staged.duplicated(subset=list(spec.key), keep="last")
+            if repeated.any():  # a MERGE source must hold each key once; the last row wins, as in normalize
+                staged = staged.loc[~repeated]
         params = _date_params(spec, staged)
         connection.register(_STAGED, staged)
-        total, inserted, updated = connection.execute(
-            merge_stats_sql(spec, self.dialect, spec.qualified, _STAGED), params
-        ).fetchone()
-        connection.execute(merge_sql(spec, self.dialect, spec.qualified, _STAGED), params)
+        if spec.date_column and not self._any_row_in(connection, spec, params):
+            # A date range the table does not hold yet (the usual new day): no key of the batch can
+            # match (the key decides the date), so the MERGE is a plain insert without any join.
+            total, inserted, updated = len(staged), len(staged), 0
+            connection.execute(
+                f"INSERT INTO {spec.qualified} ({', '.join(safe_identifier(c) for c in spec.column_names)}) "
+                f"{staged_select(spec, _STAGED)}"
+            )
+        else:
+            total, inserted, updated = connection.execute(
+                merge_stats_sql(spec, self.dialect, spec.qualified, _STAGED), params
+            ).fetchone()
+            connection.execute(merge_sql(spec, self.dialect, spec.qualified, _STAGED), params)
         # Not in a `finally`: after a failed statement the transaction is aborted and unregister
         # would raise over the real error; the next register of the same name replaces it anyway.
         connection.unregister(_STAGED)
@@ -88,15 +109,18 @@ class DuckDBWarehouse(DuckDBConnections, Warehouse):
             inserted=int(inserted), updated=int(updated), unchanged=int(total - inserted - updated)
         )
 
-    def merge_candles(self, df: pd.DataFrame) -> MergeStats:
+    def merge_candles(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
         """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts) in one transaction."""
         with self._transaction() as connection:
-            return self._merge(connection, CANDLES, df)
+            return self._merge(connection, CANDLES, df, unique_keys)
 
-    def merge_trades(self, df: pd.DataFrame) -> MergeStats:
-        """MERGE a TradeSchema frame on (exchange, symbol, trade_id) in one transaction."""
+    def merge_trades(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
+        """MERGE a TradeSchema frame on (exchange, symbol, trade_id) in one transaction.
+
+        unique_keys: the caller guarantees one row per key (normalize's output), so the safety
+        dedup is skipped."""
         with self._transaction() as connection:
-            return self._merge(connection, TRADES, df)
+            return self._merge(connection, TRADES, df, unique_keys)
 
     def write_dead_letters(self, df: pd.DataFrame) -> int:
         """Insert dead letters with new ids; existing ids are left untouched. Returns the new count."""
