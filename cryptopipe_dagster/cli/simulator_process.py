@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptopipe_dagster.lib.errors import CryptopipeError
@@ -73,3 +75,14 @@ def stop_simulator(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextlib.contextmanager
+def running_simulator(data_dir: Path, *, seed: int = 0) -> Iterator[str]:
+    """A fresh `cryptopipe sim` child on a free port for the block; yields its base URL."""
+    port = free_port()
+    process = start_simulator(Path(data_dir), port, seed=seed)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_simulator(process)

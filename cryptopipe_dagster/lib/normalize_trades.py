@@ -165,8 +165,8 @@ def _last_per_key_sorted_by_ts(frame: pd.DataFrame, passed: np.ndarray) -> pd.Da
     else:
         id_codes, n_ids = _codes(frame["trade_id"], rows)
         key = symbol_codes * max(n_ids, 1) + id_codes
-    last = len(key) - 1 - np.unique(key[::-1], return_index=True)[1]
-    keep = rows[np.sort(last)]
+    # Hash-based (O(n)), not np.unique's sort: each key's last row, kept in input order.
+    keep = rows[~pd.Series(key).duplicated(keep="last").to_numpy()]
     ts = frame["ts"].array.asi8[keep]
     order = keep if (np.diff(ts) >= 0).all() else keep[np.argsort(ts, kind="stable")]
     if len(order) == len(frame) and (order == np.arange(len(frame))).all():
@@ -190,12 +190,12 @@ def _as_int64(column: pd.Series, rows: np.ndarray) -> np.ndarray | None:
     arrow = _arrow_text(column)
     if arrow is None:
         return None
-    ids = pc.take(arrow, pa.array(rows))
-    if not pc.all(pc.match_substring_regex(ids, r"^[0-9]{1,18}$")).as_py():
+    # The whole column (no gather of the rows' strings): rows are picked from the int64 result.
+    if not pc.all(pc.match_substring_regex(arrow, r"^[0-9]{1,18}$")).as_py():
         return None  # "007" and "7" are different ids as text; digits-only means no sign, no space
-    if pc.any(pc.starts_with(ids, "0")).as_py():
+    if pc.any(pc.starts_with(arrow, "0")).as_py():
         return None
-    return pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False)
+    return pc.cast(arrow, pa.int64()).to_numpy(zero_copy_only=False)[rows]
 
 
 def _codes(column: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, int]:

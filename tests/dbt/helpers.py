@@ -11,11 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from cryptopipe_dagster.lib.simulator.market_data import MarketStore
-from cryptopipe_dagster.lib.simulator.series import minutes_of_parents
+from cryptopipe_dagster.lib.simulator.series import derived_minute_candles
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,23 +101,7 @@ def recorded_candles(recordings: pd.DataFrame) -> pd.DataFrame:
 
 def derived_minutes(store: MarketStore, exchange: str, symbol: str, day: str) -> pd.DataFrame:
     """The simulator's exact 1m children of every recorded bar opening on `day` (UTC)."""
-    market = store.get(exchange, symbol)
-    start = int(pd.Timestamp(day, tz="UTC").timestamp())
-    lo, hi = np.searchsorted(market.bars.ts, [start, start + 86_400])
-    minutes = minutes_of_parents(market, int(lo), int(hi))
-    return pd.DataFrame(
-        {
-            "exchange": exchange,
-            "symbol": symbol,
-            "timeframe": "1m",
-            "ts": pd.to_datetime(minutes.ts, unit="s", utc=True),
-            "open": market.prices(minutes.open),
-            "high": market.prices(minutes.high),
-            "low": market.prices(minutes.low),
-            "close": market.prices(minutes.close),
-            "volume": market.volumes(minutes.volume),
-        }
-    )
+    return derived_minute_candles(store.get(exchange, symbol), int(pd.Timestamp(day, tz="UTC").timestamp()))
 
 
 def exact_total(volumes: pd.Series) -> float:

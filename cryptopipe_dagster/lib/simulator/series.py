@@ -8,6 +8,7 @@ Nothing after `now` exists; the bar containing `now` is built from what happened
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from cryptopipe_dagster.lib.simulator.derive import IntBars, aggregate, bar_keys, empty_bars, split_bars
 from cryptopipe_dagster.lib.simulator.market_data import Market
@@ -175,3 +176,23 @@ def trades_newer_than(market: Market, trade_id: int, limit: int, now_ms: int) ->
         found += len(chunk)
         start = end
     return Trades.concat(parts).select(slice(0, limit))
+
+
+def derived_minute_candles(market: Market, day_start_s: int) -> pd.DataFrame:
+    """The exact 1m children of every recorded bar opening in the UTC day from `day_start_s`, as
+    candle rows (exchange, symbol, timeframe, ts, open, high, low, close, volume)."""
+    lo, hi = np.searchsorted(market.bars.ts, [day_start_s, day_start_s + 86_400])
+    minutes = minutes_of_parents(market, int(lo), int(hi))
+    return pd.DataFrame(
+        {
+            "exchange": market.exchange,
+            "symbol": market.symbol,
+            "timeframe": "1m",
+            "ts": pd.to_datetime(minutes.ts, unit="s", utc=True),
+            "open": market.prices(minutes.open),
+            "high": market.prices(minutes.high),
+            "low": market.prices(minutes.low),
+            "close": market.prices(minutes.close),
+            "volume": market.volumes(minutes.volume),
+        }
+    )

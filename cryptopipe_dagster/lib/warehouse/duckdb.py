@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from cryptopipe_dagster.lib.errors import SchemaDrift
 from cryptopipe_dagster.lib.schemas import Text
@@ -88,7 +89,9 @@ class DuckDBWarehouse(DuckDBConnections, Warehouse):
             if repeated.any():  # a MERGE source must hold each key once; the last row wins, as in normalize
                 staged = staged.loc[~repeated]
         params = _date_params(spec, staged)
-        connection.register(_STAGED, staged)
+        # As Arrow: DuckDB scans it zero-copy; a pandas frame's Arrow-backed text columns would go
+        # through Python objects (a third of a million-row load).
+        connection.register(_STAGED, pa.Table.from_pandas(staged, preserve_index=False))
         if spec.date_column and not self._any_row_in(connection, spec, params):
             # A date range the table does not hold yet (the usual new day): no key of the batch can
             # match (the key decides the date), so the MERGE is a plain insert without any join.

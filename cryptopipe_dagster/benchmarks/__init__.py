@@ -1,0 +1,1 @@
+"""`make bench`: measured benchmarks, each against a baseline measured in the same run."""
