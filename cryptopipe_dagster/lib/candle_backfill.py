@@ -249,9 +249,10 @@ def backfill_candles(
     final_until = closed_until(now, target.timeframe, target.end)
 
     def on_page(next_since: pd.Timestamp) -> None:
+        pending = sum(len(f) for f in stats.pending)
         if progress:
-            progress(target, next_since, stats.rows_loaded + sum(len(f) for f in stats.pending))
-        if sum(len(f) for f in stats.pending) >= flush_rows:
+            progress(target, next_since, stats.rows_loaded + pending)
+        if pending >= flush_rows:
             through = min(next_since, final_until)
             _flush(warehouse, stats, _checkpoint(target, covered_from, through, run_id))
 
