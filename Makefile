@@ -8,6 +8,7 @@ export CRYPTOPIPE_HOME ?= $(CURDIR)/.cryptopipe
 export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+MARKETS ?= 3
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test bench dev live sim docs lint format clean
@@ -22,7 +23,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python python3
 	@touch $@
 
-demo: install ## Backfill + dbt marts + a bounded live run (WebSocket -> Pub/Sub -> DuckDB); prints a summary.
+demo: install ## Backfill + dbt marts + a bounded live run (WebSocket -> Pub/Sub -> sensor under the Dagster daemon -> DuckDB); summary.
 	$(BIN)/cryptopipe demo
 
 test: install ## Run the whole test suite.
@@ -34,8 +35,8 @@ bench: install ## Benchmarks vs baselines (per-row txn, dlt): benchmarks/results
 dev: install ## Dagster UI (dagster dev) on the local instance, with the exchange simulator.
 	PUBSUB_EMULATOR_HOST=$${PUBSUB_EMULATOR_HOST:-127.0.0.1:8085} $(BIN)/cryptopipe dev
 
-live: install ## Live path until Ctrl-C: simulator streams + Pub/Sub emulator (:8085) + collector.
-	$(BIN)/cryptopipe live
+live: install ## Live path until Ctrl-C: simulator + Pub/Sub emulator (:8085) + collector (MARKETS=100 for a load).
+	$(BIN)/cryptopipe live --markets $(MARKETS)
 
 sim: install ## Run the exchange simulator alone on 127.0.0.1:8765.
 	$(BIN)/cryptopipe sim

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from cryptopipe_dagster.lib.settings import DEFAULT_DATA_DIR
+from cryptopipe_dagster.lib.settings import load_settings
 
 # The Pub/Sub emulator fixtures serve tests in several folders; one emulator per session.
 pytest_plugins = ["tests.pubsub_fixtures"]
 
-DATA_DIR = DEFAULT_DATA_DIR
+DATA_DIR = load_settings().data_dir  # CRYPTOPIPE_DATA_DIR, else ../shared/data beside the repo
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def cryptopipe_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def simulator(data_dir):
     """One exchange simulator on a free loopback port for the whole session (no faults)."""
-    from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+    from cryptopipe_dagster.simulator.server import SimulatorServer
 
     with SimulatorServer(data_dir, seed=7) as server:
         yield server
@@ -43,7 +43,7 @@ def simulator(data_dir):
 @pytest.fixture
 def faulty_simulator(data_dir):
     """A fresh simulator per test, so fault specs and request counters start clean."""
-    from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+    from cryptopipe_dagster.simulator.server import SimulatorServer
 
     with SimulatorServer(data_dir, seed=11) as server:
         yield server

@@ -3,9 +3,9 @@
 The exchange is the simulator run as its own process (`cryptopipe sim`, no faults, so no rate
 limits) on loopback, serving Coinbase Exchange BTC/USD 1m candles derived from the recorded hours;
 the client is unmodified ccxt (`create_exchange(..., rate_limit=False)`), so requests, JSON parsing
-and pagination are ccxt's own. Ours: `backfill_candles` (lib/candle_backfill.py), as the raw/candles
-asset calls it: paginate, normalize + validate + dedup per page, MERGE with checkpoint into a fresh
-DuckDB file every 50,000 rows, then the gap check. Baseline ccxt_fetch_only: the same pages with
+and pagination are ccxt's own. Ours: `backfill_candles` (lib/historical/candle_backfill.py), as the
+raw/candles asset calls it: paginate, normalize + validate + dedup per page, MERGE with checkpoint
+into a fresh DuckDB file every 50,000 rows, then the gap check. Baseline ccxt_fetch_only: the same pages with
 plain `fetch_ohlcv` pagination and nothing else (no normalize, validate or load), so
 ratio = ours / baseline says how much of the fetch rate our processing keeps (1 = it costs nothing).
 
@@ -26,14 +26,14 @@ from pyinstrument import Profiler
 
 from cryptopipe_dagster.benchmarks.harness import Record, say
 from cryptopipe_dagster.cli.simulator_process import running_simulator
-from cryptopipe_dagster.lib.candle_backfill import (
+from cryptopipe_dagster.lib.exchanges.clients import create_exchange
+from cryptopipe_dagster.lib.historical.candle_backfill import (
     BackfillStats,
     BackfillTarget,
     backfill_candles,
     exchange_now,
     page_limit_of,
 )
-from cryptopipe_dagster.lib.exchanges import create_exchange
 from cryptopipe_dagster.lib.timeframes import timeframe_ms
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
@@ -53,7 +53,7 @@ def simulator(data_dir: Path):
 
 def load_ours(url: str, target: BackfillTarget, db_path: Path) -> BackfillStats:
     """The raw/candles asset's path for one target, into a fresh DuckDB file."""
-    exchange = create_exchange(EXCHANGE, simulator_url=url, rate_limit=False)
+    exchange = create_exchange(EXCHANGE, exchange_api_url=url, rate_limit=False)
     warehouse = DuckDBWarehouse(db_path)
     warehouse.ensure_schema()
     return backfill_candles(exchange, warehouse, target, now=exchange_now(exchange))
@@ -61,7 +61,7 @@ def load_ours(url: str, target: BackfillTarget, db_path: Path) -> BackfillStats:
 
 def fetch_only(url: str, target: BackfillTarget) -> tuple[int, int]:
     """Plain ccxt pagination over the same pages; returns (candles in the window, requests)."""
-    exchange = create_exchange(EXCHANGE, simulator_url=url, rate_limit=False)
+    exchange = create_exchange(EXCHANGE, exchange_api_url=url, rate_limit=False)
     step, limit = timeframe_ms(TIMEFRAME), page_limit_of(exchange)
     since, end = int(target.start.timestamp() * 1000), int(target.end.timestamp() * 1000)
     candles = requests = 0
@@ -108,8 +108,8 @@ def profile_shares(url: str, target: BackfillTarget, db_path: Path) -> dict:
 _BUCKETS = {
     ("fetch_ohlcv", "/ccxt/"): "ccxt_http",
     ("fetch_time", "/ccxt/"): "ccxt_http",
-    ("normalize_ohlcv", "cryptopipe_dagster/lib/normalize.py"): "normalize_validate",
-    ("_flush", "cryptopipe_dagster/lib/candle_backfill.py"): "duckdb_load",
+    ("normalize_ohlcv", "cryptopipe_dagster/lib/edge/normalize.py"): "normalize_validate",
+    ("_flush", "cryptopipe_dagster/lib/historical/candle_backfill.py"): "duckdb_load",
 }
 
 

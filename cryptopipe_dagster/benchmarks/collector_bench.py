@@ -47,7 +47,7 @@ from cryptopipe_dagster.lib.collector.service import Collector
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, parse_market
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
-from cryptopipe_dagster.lib.simulator.clock import parse_instant
+from cryptopipe_dagster.simulator.clock import parse_instant
 
 NAME = "collector"
 START = "2019-10-17T05:00:00Z"  # the demo's replay start (freshness.py)
@@ -200,7 +200,7 @@ def collector_settings(base_url: str, project: str, **overrides) -> CollectorSet
     return CollectorSettings(
         markets=tuple(parse_market(m) for m in MARKETS),
         project_id=project,
-        simulator_url=base_url,
+        exchange_api_url=base_url,
         **overrides,
     )
 

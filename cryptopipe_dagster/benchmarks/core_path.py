@@ -25,7 +25,7 @@ import pandas as pd
 
 from cryptopipe_dagster.benchmarks.harness import Record, best, say, time_call
 from cryptopipe_dagster.benchmarks.trade_data import SEED_TRADES, TradeInput, build_input, seed_trades
-from cryptopipe_dagster.lib.normalize_trades import normalize_trades, normalize_trades_table
+from cryptopipe_dagster.lib.edge.normalize_trades import normalize_trades, normalize_trades_table
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
 NAME = "core_path"

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from cryptopipe_dagster.benchmarks.harness import Record, say
-from cryptopipe_dagster.lib.recordings import load_recordings
-from cryptopipe_dagster.lib.simulator.market_data import MarketStore
-from cryptopipe_dagster.lib.simulator.series import derived_minute_candles
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.simulator.market_data import MarketStore
+from cryptopipe_dagster.simulator.recordings import load_recordings
+from cryptopipe_dagster.simulator.series import derived_minute_candles
 
 NAME = "incremental_cost"
 EXCHANGE, SYMBOL = "coinbaseexchange", "BTC/USD"

@@ -55,8 +55,8 @@ _DAILY_LOAD = (
     """
 import json, sys
 import pandas as pd
-from cryptopipe_dagster.lib.candle_backfill import BackfillTarget, backfill_candles, exchange_now
-from cryptopipe_dagster.lib.exchanges import create_exchange
+from cryptopipe_dagster.lib.historical.candle_backfill import BackfillTarget, backfill_candles, exchange_now
+from cryptopipe_dagster.lib.exchanges.clients import create_exchange
 from cryptopipe_dagster.lib.markets_config import load_markets_config
 from cryptopipe_dagster.lib.settings import load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
@@ -67,7 +67,7 @@ mode, url, db_path, exchange_id, day = sys.argv[1:6]
 candles = 0
 if mode == "load":
     start = pd.Timestamp(day, tz="UTC")
-    client = create_exchange(exchange_id, simulator_url=url, rate_limit=False)
+    client = create_exchange(exchange_id, exchange_api_url=url, rate_limit=False)
     warehouse = DuckDBWarehouse(db_path)
     warehouse.ensure_schema()
     now = exchange_now(client)
@@ -153,7 +153,7 @@ def collector_peak(data_dir: Path, work: Path, markets: tuple[str, ...], duratio
         env = {
             **os.environ,
             "CRYPTOPIPE_HOME": str(work / f"home-{len(markets)}"),
-            "CRYPTOPIPE_SIMULATOR_URL": url,
+            "CRYPTOPIPE_EXCHANGE_API_URL": url,
             "CRYPTOPIPE_PUBSUB_PROJECT": PROJECT,
             "CRYPTOPIPE_BENCH_PEAK_FILE": str(peak_file),
         }

@@ -2,10 +2,10 @@
 queryable, p50/p95/p99 over >= 50 batches, with and without the emulator's own pull time.
 
 A micro-batch is 10,000 trade records in 10 messages of 1,000 (the collector's message size under
-load), published beforehand so the measurement starts at the pull. The loading code is the
-`raw/trades` asset's (defs/streaming/assets.py: load_landed) on a DuckDB file that grows batch by
-batch. Baseline per_row_txn: the same pull and landing, then each record validated alone and MERGEd
-in its own transaction (its per-record cost measured on a sample, times 10,000).
+load), published beforehand so the measurement starts at the pull. The loading code is the live
+loader's (lib/streaming/loader.py: load_pending, what market_data_sensor runs) on a DuckDB file that
+grows batch by batch. Baseline per_row_txn: the same pull and landing, then each record validated
+alone and MERGEd in its own transaction (its per-record cost measured on a sample, times 10,000).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from google.cloud import pubsub_v1
 
 from cryptopipe_dagster.benchmarks.harness import Record, latency_records, say
 from cryptopipe_dagster.benchmarks.trade_data import build_input, seed_trades
-from cryptopipe_dagster.defs.streaming.assets import load_landed
-from cryptopipe_dagster.lib.landing import LandingArea
-from cryptopipe_dagster.lib.normalize_trades import normalize_trades_table
+from cryptopipe_dagster.lib.edge.normalize_trades import normalize_trades_table
+from cryptopipe_dagster.lib.edge.schemas import TradeSchema
+from cryptopipe_dagster.lib.edge.validation import validate_frame
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.puller import ack, pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import LOADER_SUBSCRIPTION, ensure_topology
-from cryptopipe_dagster.lib.schemas import TradeSchema
-from cryptopipe_dagster.lib.validation import validate_frame
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.lib.streaming.loader import load_pending
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 
 NAME = "microbatch_latency"
@@ -95,12 +95,12 @@ def run(data_dir: Path, batches: int = 50) -> list[Record]:
                 landing.land(received)
                 ack(subscriber, subscription, [m.ack_id for m in received])
                 landed = time.perf_counter()
-                counters, _ = load_landed(landing, store, [m.batch_id for m in received], "trades")
+                counts = load_pending(landing, store, "trades")
                 loaded = time.perf_counter()
                 visible = store.query_df("select count(*) as n from raw.trades", {})["n"].iloc[0]
                 done = time.perf_counter()
-                if counters["rows"] != RECORDS:
-                    raise AssertionError(f"{NAME}: batch {i} loaded {counters['rows']} rows")
+                if counts.rows != RECORDS:
+                    raise AssertionError(f"{NAME}: batch {i} loaded {counts.rows} rows")
                 if i < WARMUP:
                     continue
                 total_s.append(done - started)

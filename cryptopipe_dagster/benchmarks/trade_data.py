@@ -16,9 +16,9 @@ import ccxt
 import numpy as np
 import pyarrow as pa
 
-from cryptopipe_dagster.lib.normalize_trades import TRADE_FIELDS
-from cryptopipe_dagster.lib.simulator.client import point_exchange_at_simulator
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+from cryptopipe_dagster.lib.edge.normalize_trades import TRADE_FIELDS
+from cryptopipe_dagster.lib.exchanges.url_override import point_exchange_at
+from cryptopipe_dagster.simulator.server import SimulatorServer
 
 SEED_START = "2019-10-17T00:00:00Z"
 SEED_TRADES = 20_000
@@ -42,7 +42,7 @@ def seed_trades(data_dir: Path, count: int = SEED_TRADES) -> list[dict]:
     """`count` consecutive ccxt trade dicts from the simulator's Kraken REST API."""
     with SimulatorServer(data_dir, seed=0) as sim:
         exchange = ccxt.kraken({"enableRateLimit": False})
-        point_exchange_at_simulator(exchange, sim.base_url)
+        point_exchange_at(exchange, sim.base_url)
         since = exchange.parse8601(SEED_START)
         trades: list[dict] = []
         while len(trades) < count:

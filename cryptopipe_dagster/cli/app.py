@@ -58,11 +58,19 @@ def sim(
         str, typer.Option(help="Stop each replay after N trades or at an instant; default: never.")
     ] = "",
     stall_seconds: Annotated[float, typer.Option(help="How long a ws_stall fault holds a feed.")] = 2.0,
+    derived_markets: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also serve N markets derived from the recordings (S001/USD, ...), spread over the venues.",
+        ),
+    ] = 0,
 ) -> None:
     """Serve recorded market data through real exchange APIs: REST (Coinbase Exchange, Bitstamp,
-    Kraken) and WebSocket trade/candle streams replayed from the recordings."""
+    Kraken) and WebSocket trade/candle streams replayed from the recordings, plus `--derived-markets`
+    more markets derived from them for load tests (see simulator/derived.py)."""
     from cryptopipe_dagster.lib.settings import load_settings
-    from cryptopipe_dagster.lib.simulator.server import run_simulator
+    from cryptopipe_dagster.simulator.server import run_simulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -83,6 +91,7 @@ def sim(
             stream_start=stream_start or None,
             stream_stop_after=stop_after,
             stall_seconds=stall_seconds,
+            derived_markets=derived_markets,
         )
     except (ValueError, OSError, CryptopipeError) as error:
         fail(error)
@@ -142,6 +151,13 @@ def live(
         str, typer.Option(help="Replay speed of the simulator's streams (1 = real time, or 'max').")
     ] = "10",
     start: Annotated[str, typer.Option(help="Instant the replay starts from (ISO 8601 UTC).")] = "",
+    markets: Annotated[
+        int,
+        typer.Option(
+            help="How many markets to stream: 3 = the demo's BTC/USD trio; more = the simulator's "
+            "streamable markets, derived from the recordings past the five recorded ones (e.g. 100)."
+        ),
+    ] = 3,
     emulator_port: Annotated[
         int, typer.Option(help="Pub/Sub emulator port (make dev's sensor uses it).")
     ] = 8085,
@@ -155,7 +171,7 @@ def live(
     from cryptopipe_dagster.cli.live import live_command
 
     try:
-        live_command(speed, start, emulator_port, sim_port, metrics_port, console)
+        live_command(speed, start, markets, emulator_port, sim_port, metrics_port, console)
     except CryptopipeError as error:
         fail(error)
 
@@ -226,35 +242,56 @@ def dev(
     port: Annotated[int, typer.Option(help="Dagster UI port.")] = 3000,
     sim_port: Annotated[int, typer.Option(help="Exchange simulator port.")] = 8765,
 ) -> None:
-    """Dagster UI on the local instance, with the exchange simulator beside it."""
+    """Dagster UI on the local instance, with the exchange simulator beside it.
+
+    Ctrl-C/SIGTERM stops all it started, code servers included, within seconds (bounded waits)."""
+    import contextlib
+
     from cryptopipe_dagster.cli.instance import prepare_dagster_home
-    from cryptopipe_dagster.cli.simulator_process import simulator_is_up, start_simulator, stop_simulator
+    from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
+    from cryptopipe_dagster.cli.simulator_process import simulator_is_up, start_simulator
     from cryptopipe_dagster.lib.settings import load_settings
 
+    # Handlers first: a child inherits an *ignored* SIGINT (as in a background shell job) and
+    # dagster dev would then never stop; a handled one is reset to the default in the child. Set
+    # before anything starts, so a stop during startup also unwinds into the cleanup below.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = load_settings()
     prepare_dagster_home(settings)
     sim_url = f"http://127.0.0.1:{sim_port}"
-    os.environ.setdefault("CRYPTOPIPE_SIMULATOR_URL", sim_url)
-    simulator = None if simulator_is_up(sim_url) else start_simulator(settings.data_dir, sim_port)
-    console.print(f"exchange simulator: {sim_url}   Dagster UI: http://127.0.0.1:{port}")
-    started: list[subprocess.Popen] = []
+    os.environ.setdefault("CRYPTOPIPE_EXCHANGE_API_URL", sim_url)
+    tree = ProcessTree(os.getpid())
+    ui: subprocess.Popen | None = None
+    simulator: subprocess.Popen | None = None
 
-    def stop_ui(signum: int, frame: object) -> None:
-        # dagster dev stops cleanly on SIGINT to its own process group.
-        for process in started:
-            os.killpg(process.pid, signal.SIGINT)
-
-    # Handlers first: a child inherits an *ignored* SIGINT (as in a background shell job) and
-    # dagster dev would then never stop; a handled one is reset to the default in the child.
-    signal.signal(signal.SIGINT, stop_ui)
-    signal.signal(signal.SIGTERM, stop_ui)
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
-        start_new_session=True,
-    )
-    started.append(ui)
-    try:
-        ui.wait()
-    finally:
+    def graceful_stop() -> None:
+        if ui is not None and ui.poll() is None:
+            # dagster dev stops its webserver and daemon cleanly on SIGINT to its own process group.
+            with contextlib.suppress(ProcessLookupError):  # it exited since poll()
+                os.killpg(ui.pid, signal.SIGINT)
         if simulator is not None:
-            stop_simulator(simulator)
+            simulator.terminate()
+
+    def stopped() -> bool:
+        return all(child.poll() is not None for child in (ui, simulator) if child is not None)
+
+    try:
+        if not simulator_is_up(sim_url):  # else someone else's simulator: used, never stopped
+            simulator = start_simulator(settings.data_dir, sim_port)
+        console.print(f"exchange simulator: {sim_url}   Dagster UI: http://127.0.0.1:{port}")
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)],
+            start_new_session=True,
+        )
+        ui.wait()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C or SIGTERM: the usual way to end dev, not an error
+    except CryptopipeError as error:
+        fail(error)
+    finally:
+        # A second Ctrl-C must not cut the (bounded) cleanup short and strand what it is stopping.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for line in stop_tree(tree, graceful_stop, stopped).report():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -20,9 +20,10 @@ from rich.progress import (
 )
 
 from cryptopipe_dagster.defs.historical.partitions import MAX_DAYS_PER_RUN, partition_range_tags
-from cryptopipe_dagster.defs.streaming.drain import QUIET_LOGGERS
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import BackfillSpec
+
+QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}  # events still reach the instance
 
 ASSET_OP = "raw__candles"
 

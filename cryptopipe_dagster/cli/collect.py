@@ -36,7 +36,7 @@ def collector_settings(
     return CollectorSettings(
         markets=specs,
         project_id=project or os.environ.get("CRYPTOPIPE_PUBSUB_PROJECT", LOCAL_PROJECT),
-        simulator_url=settings.simulator_url,
+        exchange_api_url=settings.exchange_api_url,
         state_path=state_file or settings.home / "collector" / "checkpoint.json",
         **knobs,
     )
@@ -69,7 +69,7 @@ def collect_command(
         sweep_interval_s=sweep_interval,
         batch_max_age_s=batch_max_age,
     )
-    if settings.simulator_url is None and os.environ.get(EMULATOR_HOST_ENV) is None:
+    if settings.exchange_api_url is None and os.environ.get(EMULATOR_HOST_ENV) is None:
         console.print(
             "[yellow]note:[/yellow] no simulator URL and no Pub/Sub emulator: real exchanges, real Pub/Sub"
         )

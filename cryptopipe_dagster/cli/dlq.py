@@ -49,7 +49,7 @@ def list_command(
 ) -> None:
     """Show stored dead letters and their counts by reason."""
     from cryptopipe_dagster.cli.app import console, fail
-    from cryptopipe_dagster.lib.dlq_replay import check_dataset, check_reason_code
+    from cryptopipe_dagster.lib.edge.dlq_replay import check_dataset, check_reason_code
 
     try:
         check_dataset(dataset)
@@ -103,7 +103,7 @@ def replay_command(
 ) -> None:
     """Re-normalize not-yet-replayed dead letters; load and mark replayed the ones now valid."""
     from cryptopipe_dagster.cli.app import console, fail
-    from cryptopipe_dagster.lib.dlq_replay import check_dataset, check_reason_code, replay_dead_letters
+    from cryptopipe_dagster.lib.edge.dlq_replay import check_dataset, check_reason_code, replay_dead_letters
 
     try:
         check_dataset(dataset)

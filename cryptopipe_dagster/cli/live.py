@@ -1,9 +1,10 @@
 """The live half of `make demo`: simulator streams -> collector -> Pub/Sub emulator -> sensor -> DuckDB.
 
 Bounded: the simulator replays a fixed number of trades per market (with stream faults injected),
-the collector publishes them, market_data_sensor's ticks land them and launch the loader runs on
-the local instance (they show in `make dev`), then dbt builds the trade-built candles and the
-reconciliation check compares them with the exchange's 1m candles.
+the collector publishes them, and market_data_sensor loads them under the real Dagster daemon on the
+local instance, as a deployment does (its ticks and runless materializations show in `make dev`);
+then dbt builds the trade-built candles and the reconciliation check compares them with the
+exchange's 1m candles.
 """
 
 from __future__ import annotations
@@ -16,21 +17,24 @@ import urllib.request
 from dataclasses import dataclass
 
 import dagster as dg
+import pandas as pd
 from rich.console import Console
 
 from cryptopipe_dagster.cli.collect import collector_settings, run_until_signal
+from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env
+from cryptopipe_dagster.cli.instance import prepare_dagster_home
 from cryptopipe_dagster.cli.simulator_process import simulator_is_up, start_simulator, stop_simulator
-from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.defs.streaming.drain import drain_once
-from cryptopipe_dagster.defs.streaming.resources import LOCAL_PROJECT, PubSubResource
+from cryptopipe_dagster.defs.streaming.resources import LOCAL_PROJECT
 from cryptopipe_dagster.lib.collector import Collector, CollectorReport, CollectorSettings, parse_market
 from cryptopipe_dagster.lib.collector.background import CollectorThread
+from cryptopipe_dagster.lib.collector.checkpoint import start_checkpoint
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.logs import configure_json_logging
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
 from cryptopipe_dagster.lib.settings import Settings, load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.simulator.derived import streamable_markets
 
 LIVE_START = "2019-10-17T05:00:00Z"  # inside the recordings and the demo's 1m backfill
 LIVE_SPEED = 60  # a minute of tape per second
@@ -42,6 +46,8 @@ LIVE_FAULTS = (
     "ws_duplicate@40,ws_out_of_order@80,ws_malformed@120,ws_disconnect@160,ws_stall@240,ws_burst@300"
 )
 TIMEOUT_S = 180
+RECORDED_STREAMABLE = 5  # markets the recordings stream as recorded; more are derived (simulator/derived.py)
+MAX_LIVE_MARKETS = 500
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class LiveResult:
     report: CollectorReport
     emitted: dict[str, int]
     loaded: dict[str, int]
-    runs: int
+    ticks: int  # market_data_sensor ticks that loaded trades (runless raw/trades materializations)
     seconds: float
 
 
@@ -63,7 +69,7 @@ def _post(base_url: str, path: str, body: dict) -> None:
         response.read()
 
 
-def _get(base_url: str, path: str) -> dict:
+def _get(base_url: str, path: str) -> dict | list:
     with urllib.request.urlopen(f"{base_url}{path}", timeout=10) as response:
         return json.loads(response.read())
 
@@ -86,9 +92,10 @@ def _emitted(base_url: str) -> dict[str, int]:
 
 
 def _replay_done(base_url: str) -> bool:
+    """Every live market's feed has started and stopped (a feed starts when the collector subscribes)."""
     feeds = _get(base_url, "/_sim/stream")["feeds"]
-    wanted = {tuple(m.split(":")) for m in LIVE_MARKETS}
-    return all(f["state"] == "stopped" for f in feeds if (f["exchange"], f["symbol"]) in wanted)
+    stopped = {(f["exchange"], f["symbol"]) for f in feeds if f["state"] == "stopped"}
+    return all(tuple(m.split(":")) in stopped for m in LIVE_MARKETS)
 
 
 def _loaded(warehouse: DuckDBWarehouse) -> dict[str, int]:
@@ -99,87 +106,124 @@ def _loaded(warehouse: DuckDBWarehouse) -> dict[str, int]:
 
 
 def run_live(
-    settings: Settings, simulator_url: str, instance: dg.DagsterInstance, console: Console
+    settings: Settings, exchange_api_url: str, instance: dg.DagsterInstance, console: Console
 ) -> LiveResult:
-    """Replay, collect, land and load; raises ConfigError when trades are missing at the end."""
+    """Replay, collect, and load with the Dagster daemon and market_data_sensor, as deployed;
+    raises ConfigError when trades are missing at the end."""
     started = time.monotonic()
     warehouse = DuckDBWarehouse(settings.duckdb_path)
     warehouse.ensure_schema()
-    _post(simulator_url, "/_sim/faults", {"spec": LIVE_FAULTS, "stall_seconds": 2.0})
-    start_replay(simulator_url, LIVE_SPEED, LIVE_START, LIVE_TRADES)
     with PubSubEmulator() as emulator:
         ensure_topology(LOCAL_PROJECT)
-        resources = {
-            "pubsub": PubSubResource(
-                project_id=LOCAL_PROJECT, emulator_host=emulator.host, pull_timeout_s=1.0
-            ),
-            "warehouse": WarehouseResource(duckdb_path=str(settings.duckdb_path)),
-        }
-        collector = Collector(
-            CollectorSettings(
-                markets=tuple(parse_market(m, candles=m in LIVE_CANDLE_MARKETS) for m in LIVE_MARKETS),
-                project_id=LOCAL_PROJECT,
-                simulator_url=simulator_url,
-                stall_timeout_s=5.0,  # quiet minutes of 2019 tape last seconds at 60x: not stalls
-                sweep_interval_s=3.0,
-                reconnect_initial_s=0.2,
-                reconnect_max_s=2.0,
-                state_path=settings.home / "collector" / "demo-checkpoint.json",
-            )
-        )
-        cursor, runs = None, 0
-        with CollectorThread(collector) as running, console.status("live: collecting") as status:
-            deadline = time.monotonic() + TIMEOUT_S
-            while time.monotonic() < deadline:
-                tick = drain_once(instance, resources, cursor)
-                if tick.failed:
-                    raise ConfigError(f"micro-batch runs failed: {tick.failed}; see `make dev`")
-                cursor, runs = tick.cursor, runs + len(tick.executed)
-                emitted, loaded = _emitted(simulator_url), _loaded(warehouse)
-                status.update(
-                    f"live: {sum(loaded.values()):,}/{sum(emitted.values()):,} trades in raw.trades, "
-                    f"{runs} loader runs, {time.monotonic() - started:.0f}s"
-                )
-                if _replay_done(simulator_url) and all(loaded.get(m, 0) >= n for m, n in emitted.items()):
-                    break
-                time.sleep(1.0)
-            report = running.stop()
-        for _ in range(2):  # what the collector flushed on its way out
-            tick = drain_once(instance, resources, cursor)
-            cursor, runs = tick.cursor, runs + len(tick.executed)
-    _post(simulator_url, "/_sim/faults", {"spec": ""})
-    _post(simulator_url, "/_sim/clock", {"now": None})  # back to the wall clock
-    emitted, loaded = _emitted(simulator_url), _loaded(warehouse)
+        env = daemon_env(settings, emulator.host, LOCAL_PROJECT, prepare_dagster_home(settings))
+        with console.status("live: starting the Dagster daemon and market_data_sensor"):
+            daemon = LiveLoaderDaemon(env, settings.home / "logs" / "demo-daemon.log").start()
+        try:
+            _post(exchange_api_url, "/_sim/faults", {"spec": LIVE_FAULTS, "stall_seconds": 2.0})
+            start_replay(exchange_api_url, LIVE_SPEED, LIVE_START, LIVE_TRADES)
+            report = _collect_until_loaded(settings, exchange_api_url, warehouse, daemon, console, started)
+        finally:
+            daemon.stop()
+    _post(exchange_api_url, "/_sim/faults", {"spec": ""})
+    _post(exchange_api_url, "/_sim/clock", {"now": None})  # back to the wall clock
+    emitted, loaded = _emitted(exchange_api_url), _loaded(warehouse)
     missing = {m: n - loaded.get(m, 0) for m, n in emitted.items() if loaded.get(m, 0) != n}
     if missing:
         raise ConfigError(f"live path: raw.trades differs from the emitted trades by {missing}")
-    return LiveResult(report, emitted, loaded, runs, time.monotonic() - started)
+    ticks = sensor_materializations(instance, started_at=time.time() - (time.monotonic() - started))
+    return LiveResult(report, emitted, loaded, ticks, time.monotonic() - started)
+
+
+def _collect_until_loaded(
+    settings: Settings,
+    exchange_api_url: str,
+    warehouse: DuckDBWarehouse,
+    daemon: LiveLoaderDaemon,
+    console: Console,
+    started: float,
+) -> CollectorReport:
+    state_path = settings.home / "collector" / "demo-checkpoint.json"
+    start_checkpoint(state_path, list(LIVE_MARKETS), int(pd.Timestamp(LIVE_START).timestamp() * 1000))
+    collector = Collector(
+        CollectorSettings(
+            markets=tuple(parse_market(m, candles=m in LIVE_CANDLE_MARKETS) for m in LIVE_MARKETS),
+            project_id=LOCAL_PROJECT,
+            exchange_api_url=exchange_api_url,
+            stall_timeout_s=5.0,  # quiet minutes of 2019 tape last seconds at 60x: not stalls
+            sweep_interval_s=3.0,
+            reconnect_initial_s=0.2,
+            reconnect_max_s=2.0,
+            state_path=state_path,
+        )
+    )
+    report = None
+    with CollectorThread(collector) as running, console.status("live: collecting") as status:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline and daemon.alive():
+            emitted, loaded = _emitted(exchange_api_url), _loaded(warehouse)
+            status.update(
+                f"live: {sum(loaded.values()):,}/{sum(emitted.values()):,} trades in raw.trades "
+                f"(loaded by market_data_sensor under the Dagster daemon), {time.monotonic() - started:.0f}s"
+            )
+            done = all(loaded.get(m, 0) >= n for m, n in emitted.items())
+            if report is None and _replay_done(exchange_api_url) and done:
+                report = running.stop()  # flushes what it holds; the sensor loads it below
+            elif report is not None and done:
+                break
+            time.sleep(1.0)
+        if report is None:
+            report = running.stop()
+    if not daemon.alive():
+        raise ConfigError("the Dagster daemon stopped; see CRYPTOPIPE_HOME/logs/demo-daemon.log")
+    return report
+
+
+def sensor_materializations(instance: dg.DagsterInstance, started_at: float) -> int:
+    """How many raw/trades materializations market_data_sensor reported since `started_at`."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "trades"]), after_timestamp=started_at),
+        limit=10_000,
+    )
+    return sum(1 for record in records.records if record.run_id == "")
 
 
 def live_command(
-    speed: str, start: str, emulator_port: int, sim_port: int, metrics_port: int, console: Console
+    speed: str,
+    start: str,
+    markets: int,
+    emulator_port: int,
+    sim_port: int,
+    metrics_port: int,
+    console: Console,
 ) -> CollectorReport:
     """Continuous live path for `make live`: simulator streams (started if not up), the Pub/Sub
-    emulator on a fixed port (so `make dev`'s sensor finds it), and the collector until SIGTERM."""
+    emulator on a fixed port (so `make dev`'s sensor finds it), and the collector until SIGTERM.
+    `markets` > 3 streams that many of the simulator's streamable markets (derived ones past five)."""
     settings = load_settings()
-    simulator_url = f"http://127.0.0.1:{sim_port}"
-    simulator = None if simulator_is_up(simulator_url) else start_simulator(settings.data_dir, sim_port)
+    live_markets = live_market_list(markets, settings)
+    exchange_api_url = f"http://127.0.0.1:{sim_port}"
+    simulator = None
+    if not simulator_is_up(exchange_api_url):
+        derived = max(0, markets - RECORDED_STREAMABLE)
+        simulator = start_simulator(settings.data_dir, sim_port, derived_markets=derived)
     try:
-        start_replay(simulator_url, speed, start or LIVE_START, None)
+        _check_served(exchange_api_url, live_markets)
+        start_replay(exchange_api_url, speed, start or LIVE_START, None)
     except OSError as error:
-        raise ConfigError(f"simulator at {simulator_url} refused the stream settings: {error}") from error
-    os.environ["CRYPTOPIPE_SIMULATOR_URL"] = simulator_url
+        raise ConfigError(f"simulator at {exchange_api_url} refused the stream settings: {error}") from error
+    os.environ["CRYPTOPIPE_EXCHANGE_API_URL"] = exchange_api_url
     try:
         with PubSubEmulator(port=emulator_port) as emulator:
             ensure_topology(LOCAL_PROJECT)
             console.print(
-                f"live: simulator {simulator_url} (replay from {start or LIVE_START} at {speed}x), "
-                f"Pub/Sub emulator {emulator.host}, metrics http://127.0.0.1:{metrics_port}/metrics\n"
-                f"then: PUBSUB_EMULATOR_HOST={emulator.host} make dev, and turn on market_data_sensor"
+                f"live: {len(live_markets)} markets from simulator {exchange_api_url} (replay from "
+                f"{start or LIVE_START} at {speed}x), Pub/Sub emulator {emulator.host}, "
+                f"metrics http://127.0.0.1:{metrics_port}/metrics\n"
+                f"then: make dev, and `dagster sensor start market_data_sensor` (or its toggle in the UI)"
             )
             collect = collector_settings(
-                list(LIVE_MARKETS),
-                list(LIVE_CANDLE_MARKETS),
+                live_markets,
+                [m for m in LIVE_CANDLE_MARKETS if m in live_markets],
                 LOCAL_PROJECT,
                 None,
                 stall_timeout_s=10.0,
@@ -191,3 +235,23 @@ def live_command(
     finally:
         if simulator is not None:
             stop_simulator(simulator)
+
+
+def live_market_list(count: int, settings: Settings) -> list[str]:
+    """The demo's three markets, or the first `count` streamable markets of the simulator."""
+    if count == len(LIVE_MARKETS):
+        return list(LIVE_MARKETS)
+    if not 1 <= count <= MAX_LIVE_MARKETS:
+        raise ConfigError(f"--markets {count} must be between 1 and {MAX_LIVE_MARKETS}")
+    return streamable_markets(count, settings.data_dir)
+
+
+def _check_served(base_url: str, markets: list[str]) -> None:
+    listed = _get(base_url, "/_sim/markets")
+    served = {f"{venue}:{m['symbol']}" for m in listed for venue in m["venues"]}
+    missing = [m for m in markets if m not in served]
+    if missing:
+        raise ConfigError(
+            f"the simulator at {base_url} does not serve {missing[:3]}... ({len(missing)} markets): "
+            "it was started without enough derived markets; stop it and run `make live` first"
+        )

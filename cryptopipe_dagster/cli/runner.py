@@ -102,7 +102,7 @@ def demo_command(port: int, console: Console) -> None:
     markets = load_markets_config(settings.markets_file)
     port = port or free_port()
     simulator = start_simulator(settings.data_dir, port)
-    os.environ["CRYPTOPIPE_SIMULATOR_URL"] = f"http://127.0.0.1:{port}"
+    os.environ["CRYPTOPIPE_EXCHANGE_API_URL"] = f"http://127.0.0.1:{port}"
     totals: dict[str, int] = {}
     try:
         job, instance = load_job(), local_instance(load_settings())
@@ -114,7 +114,7 @@ def demo_command(port: int, console: Console) -> None:
                 for key in ("rows", "duplicates_dropped", "dead_letters", "already_present"):
                     totals[key] = totals.get(key, 0) + int(result.metadata.get(key, 0))
         run_transforms(markets, instance, console)
-        live = run_live(settings, os.environ["CRYPTOPIPE_SIMULATOR_URL"], instance, console)
+        live = run_live(settings, os.environ["CRYPTOPIPE_EXCHANGE_API_URL"], instance, console)
         reconciliation = reconcile_live(instance, console)
     finally:
         stop_simulator(simulator)
@@ -163,7 +163,8 @@ def print_live_summary(settings: Settings, live: LiveResult, reconciliation: dic
     report = live.report
     console.print(
         f"live: {sum(live.emitted.values()):,} trades emitted, {sum(live.loaded.values()):,} in raw.trades "
-        f"in {live.seconds:.0f}s through {live.runs} loader runs; collector: {report.reconnects} reconnects, "
+        f"in {live.seconds:.0f}s, loaded by {live.ticks} market_data_sensor ticks; "
+        f"collector: {report.reconnects} reconnects, "
         f"{report.gap_fills} REST fills, {report.duplicates_dropped} duplicates dropped, "
         f"{report.dead_letters} dead letters"
     )

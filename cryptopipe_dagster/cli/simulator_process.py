@@ -34,7 +34,13 @@ def simulator_is_up(base_url: str) -> bool:
 
 
 def start_simulator(
-    data_dir: Path, port: int, *, seed: int = 0, faults: str = "", timeout_s: float = 60.0
+    data_dir: Path,
+    port: int,
+    *,
+    seed: int = 0,
+    faults: str = "",
+    derived_markets: int = 0,
+    timeout_s: float = 60.0,
 ) -> subprocess.Popen:
     """Start `cryptopipe sim` and wait until it serves; raises if it exits or never answers."""
     command = [
@@ -51,6 +57,8 @@ def start_simulator(
     ]
     if faults:
         command += ["--faults", faults]
+    if derived_markets:
+        command += ["--derived-markets", str(derived_markets)]
     # A file, not a pipe: nobody drains a pipe while the simulator runs, and a full one would block it.
     log_file = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, text=True)
@@ -78,10 +86,10 @@ def stop_simulator(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running_simulator(data_dir: Path, *, seed: int = 0) -> Iterator[str]:
+def running_simulator(data_dir: Path, *, seed: int = 0, derived_markets: int = 0) -> Iterator[str]:
     """A fresh `cryptopipe sim` child on a free port for the block; yields its base URL."""
     port = free_port()
-    process = start_simulator(Path(data_dir), port, seed=seed)
+    process = start_simulator(Path(data_dir), port, seed=seed, derived_markets=derived_markets)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

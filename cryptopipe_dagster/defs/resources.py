@@ -8,10 +8,11 @@ import ccxt
 import dagster as dg
 
 from cryptopipe_dagster.lib.errors import ConfigError
-from cryptopipe_dagster.lib.exchanges import RetryPolicy, create_exchange
+from cryptopipe_dagster.lib.exchanges.clients import RetryPolicy, create_exchange
 from cryptopipe_dagster.lib.markets_config import MarketsConfig, load_markets_config
 from cryptopipe_dagster.lib.settings import Settings, load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse, Warehouse
+from cryptopipe_dagster.lib.warehouse.duckdb_connection import LOCK_WAIT_S
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -20,19 +21,23 @@ class WarehouseResource(dg.ConfigurableResource):
     backend: str = "duckdb"
     duckdb_path: str = ""
 
-    def get_warehouse(self) -> Warehouse:
+    def get_warehouse(self, lock_wait_s: float = LOCK_WAIT_S) -> Warehouse:
+        """The configured warehouse, schema ensured; `lock_wait_s` bounds every wait for a DuckDB file
+        another process holds (WarehouseBusy after it)."""
         if self.backend == "duckdb":
             path = self.duckdb_path or str(load_settings().duckdb_path)
-            warehouse = DuckDBWarehouse(path)
+            warehouse = DuckDBWarehouse(path, lock_wait_s=lock_wait_s)
             warehouse.ensure_schema()
             return warehouse
         raise ConfigError(f"warehouse backend {self.backend!r} is not available in this build (use duckdb)")
 
 
 class ExchangeResource(dg.ConfigurableResource):
-    """ccxt clients for the configured exchanges; locally they talk to the exchange simulator."""
+    """ccxt clients for the configured exchanges.
 
-    simulator_url: str = ""
+    CRYPTOPIPE_EXCHANGE_API_URL (locally: the exchange simulator) overrides their API URLs."""
+
+    exchange_api_url: str = ""
     markets_file: str = ""
     timeout_ms: int = 10_000
     rate_limit: bool = True
@@ -53,7 +58,7 @@ class ExchangeResource(dg.ConfigurableResource):
         self.markets.markets_of(exchange_id)
         return create_exchange(
             exchange_id,
-            simulator_url=self.simulator_url or None,
+            exchange_api_url=self.exchange_api_url or None,
             timeout_ms=self.timeout_ms,
             rate_limit=self.rate_limit,
         )
@@ -65,7 +70,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         return {
             "warehouse": WarehouseResource(backend="duckdb", duckdb_path=str(settings.duckdb_path)),
             "exchanges": ExchangeResource(
-                simulator_url=settings.simulator_url or "", markets_file=str(settings.markets_file)
+                exchange_api_url=settings.exchange_api_url or "", markets_file=str(settings.markets_file)
             ),
         }
     return {

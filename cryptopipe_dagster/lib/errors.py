@@ -113,3 +113,7 @@ class PullFailed(PubSubError):
 
 class AckFailed(PubSubError):
     """Acknowledge / ModifyAckDeadline kept failing; the messages will be redelivered."""
+
+
+class WarehouseBusy(CryptopipeError):
+    """Another process holds the warehouse (a DuckDB file has one writer process at a time)."""

@@ -12,8 +12,8 @@ from pathlib import Path
 import ccxt
 import yaml
 
+from cryptopipe_dagster.lib.edge.symbols import canonical_symbol
 from cryptopipe_dagster.lib.errors import ConfigError, InvalidSymbol, UnknownExchange
-from cryptopipe_dagster.lib.symbols import canonical_symbol
 from cryptopipe_dagster.lib.timeframes import timeframe_seconds
 
 

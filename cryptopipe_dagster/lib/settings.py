@@ -26,7 +26,7 @@ class Settings:
     env: str
     home: Path
     markets_file: Path
-    simulator_url: str | None
+    exchange_api_url: str | None
     data_dir: Path
     duckdb_path: Path
 
@@ -44,9 +44,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     home = Path(environ.get("CRYPTOPIPE_HOME") or Path.cwd() / ".cryptopipe").expanduser().resolve()
     markets_file = Path(environ.get("CRYPTOPIPE_MARKETS_FILE") or DEFAULT_MARKETS_FILE).expanduser()
     default_sim = "http://127.0.0.1:8765" if env == "local" else ""
-    simulator_url = environ.get("CRYPTOPIPE_SIMULATOR_URL", default_sim).strip() or None
-    if simulator_url and not simulator_url.startswith(("http://", "https://")):
-        raise ConfigError(f"CRYPTOPIPE_SIMULATOR_URL={simulator_url!r} must start with http:// or https://")
+    exchange_api_url = environ.get("CRYPTOPIPE_EXCHANGE_API_URL", default_sim).strip() or None
+    if exchange_api_url and not exchange_api_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"CRYPTOPIPE_EXCHANGE_API_URL={exchange_api_url!r} must start with http:// or https://"
+        )
     data_dir = Path(environ.get("CRYPTOPIPE_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
     # dbt (a child process) reads the same variable, so one value serves the loader and dbt.
     duckdb_path = (
@@ -56,7 +58,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         env=env,
         home=home,
         markets_file=markets_file,
-        simulator_url=simulator_url,
+        exchange_api_url=exchange_api_url,
         data_dir=data_dir,
         duckdb_path=duckdb_path,
     )

@@ -80,7 +80,7 @@ def test_day_chunks_cover_the_range_exactly():
 
 
 def test_backfill_runs_through_dagster_and_resumes(simulator, cryptopipe_home, monkeypatch):
-    monkeypatch.setenv("CRYPTOPIPE_SIMULATOR_URL", simulator.base_url)
+    monkeypatch.setenv("CRYPTOPIPE_EXCHANGE_API_URL", simulator.base_url)
     args = [
         "backfill",
         "--exchange",

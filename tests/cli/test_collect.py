@@ -18,8 +18,8 @@ from cryptopipe_dagster.cli import app
 from cryptopipe_dagster.lib.pubsub.emulator import free_loopback_port
 from cryptopipe_dagster.lib.pubsub.puller import pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import LOADER_SUBSCRIPTION
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
-from tests.lib.simulator.conftest import DATA_DIR, SEED
+from cryptopipe_dagster.simulator.server import SimulatorServer
+from tests.simulator.conftest import DATA_DIR, SEED
 from tests.waiting import wait_for
 
 START = "2019-10-17T05:00:00Z"
@@ -58,7 +58,7 @@ def test_collect_serves_metrics_logs_json_and_flushes_on_sigterm(
     env = {
         **os.environ,
         "CRYPTOPIPE_HOME": str(tmp_path),
-        "CRYPTOPIPE_SIMULATOR_URL": sim.base_url,
+        "CRYPTOPIPE_EXCHANGE_API_URL": sim.base_url,
         "CRYPTOPIPE_PUBSUB_PROJECT": market_data_project,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator.host,
     }

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cryptopipe_dagster.cli import app
-from cryptopipe_dagster.lib.dlq_replay import replay_dead_letters
-from cryptopipe_dagster.lib.normalize import normalize_ohlcv
+from cryptopipe_dagster.lib.edge.dlq_replay import replay_dead_letters
+from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
 from cryptopipe_dagster.lib.settings import load_settings
 from cryptopipe_dagster.lib.warehouse.duckdb import DuckDBWarehouse
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cryptopipe_dagster.lib.recordings import load_recordings
-from cryptopipe_dagster.lib.simulator.market_data import MarketStore
+from cryptopipe_dagster.simulator.market_data import MarketStore
+from cryptopipe_dagster.simulator.recordings import load_recordings
 from tests.dbt.helpers import (
     MARTS,
     DbtProjectRun,

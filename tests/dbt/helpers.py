@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from cryptopipe_dagster.lib.simulator.market_data import MarketStore
-from cryptopipe_dagster.lib.simulator.series import derived_minute_candles
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.simulator.market_data import MarketStore
+from cryptopipe_dagster.simulator.series import derived_minute_candles
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT = ROOT / "dbt_project"

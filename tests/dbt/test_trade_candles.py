@@ -9,14 +9,14 @@ import pytest
 
 from cryptopipe_dagster.defs.quality.trade_checks import trade_candles_match_rest_candles
 from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.lib.normalize import normalize_ohlcv
-from cryptopipe_dagster.lib.normalize_trades import normalize_trades
-from cryptopipe_dagster.lib.reconcile import reconcile_trade_candles
-from cryptopipe_dagster.lib.simulator.client import point_exchange_at_simulator
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
+from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
+from cryptopipe_dagster.lib.edge.normalize_trades import normalize_trades
+from cryptopipe_dagster.lib.exchanges.url_override import point_exchange_at
+from cryptopipe_dagster.lib.quality.reconcile import reconcile_trade_candles
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.dbt.helpers import DbtProjectRun
-from tests.lib.simulator.conftest import DATA_DIR, SEED
+from tests.simulator.conftest import DATA_DIR, SEED
 
 START = pd.Timestamp("2019-10-17T05:00:00Z")
 END = START + pd.Timedelta(minutes=30)
@@ -46,7 +46,7 @@ def reconciled(tmp_path_factory) -> DbtProjectRun:
     project = DbtProjectRun(work_dir / "warehouse.duckdb", work_dir)
     with SimulatorServer(DATA_DIR, seed=SEED, now=END + pd.Timedelta(hours=1)) as sim:
         exchange = ccxt.kraken({"enableRateLimit": False})
-        point_exchange_at_simulator(exchange, sim.base_url)
+        point_exchange_at(exchange, sim.base_url)
         trades, candles = _fetch(exchange)
     warehouse = DuckDBWarehouse(project.db_path)
     warehouse.ensure_schema()

@@ -19,7 +19,7 @@ def resources(simulator, tmp_path):
     return {
         "warehouse": WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb")),
         "exchanges": ExchangeResource(
-            simulator_url=simulator.base_url, rate_limit=False, base_delay_s=0.01, max_delay_s=0.05
+            exchange_api_url=simulator.base_url, rate_limit=False, base_delay_s=0.01, max_delay_s=0.05
         ),
     }
 

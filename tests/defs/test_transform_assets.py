@@ -42,7 +42,7 @@ def test_partition_run_builds_marts_and_reports_dbt_tests_as_checks(
     monkeypatch.setenv("CRYPTOPIPE_DUCKDB_PATH", str(duckdb_path))
     resources = {
         "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
-        "exchanges": ExchangeResource(simulator_url=simulator.base_url, rate_limit=False),
+        "exchanges": ExchangeResource(exchange_api_url=simulator.base_url, rate_limit=False),
         "dbt": dbt_resource(),
     }
     result = dg.materialize(

@@ -17,7 +17,7 @@ def run_demo(home: Path) -> subprocess.CompletedProcess:
         "DAGSTER_HOME": str(home / "dagster"),
         "COLUMNS": "160",
     }
-    for inherited in ("CRYPTOPIPE_SIMULATOR_URL", "CRYPTOPIPE_DUCKDB_PATH"):
+    for inherited in ("CRYPTOPIPE_EXCHANGE_API_URL", "CRYPTOPIPE_DUCKDB_PATH"):
         env.pop(inherited, None)
     return subprocess.run(
         [sys.executable, "-m", "cryptopipe_dagster.cli", "demo"],

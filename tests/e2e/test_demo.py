@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from cryptopipe_dagster.lib.markets_config import load_markets_config
-from cryptopipe_dagster.lib.recordings import load_recordings
 from cryptopipe_dagster.lib.settings import DEFAULT_MARKETS_FILE
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.simulator.recordings import load_recordings
 from tests.e2e.conftest import run_demo
 
 # The session's demo run (fixture demo_home) lands on the first test: up to ~7 min on 2 busy cores.

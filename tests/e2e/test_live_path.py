@@ -1,5 +1,5 @@
 """Live path end to end over loopback: simulator WebSocket -> collector -> Pub/Sub emulator ->
-market_data_sensor -> runs -> DuckDB, exactly once under every stream fault kind."""
+market_data_sensor -> DuckDB, exactly once under every stream fault kind."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.defs.streaming.drain import drain_once
 from cryptopipe_dagster.defs.streaming.resources import PubSubResource
-from cryptopipe_dagster.lib.collector import Collector, CollectorSettings, parse_market
+from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor
+from cryptopipe_dagster.lib.collector import Collector
 from cryptopipe_dagster.lib.collector.background import CollectorThread
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
-from tests.lib.simulator.conftest import DATA_DIR, SEED
+from cryptopipe_dagster.simulator.server import SimulatorServer
+from tests.e2e.live_helpers import START, all_stopped, collector_settings, complete, ledger, stored_trades
+from tests.simulator.conftest import DATA_DIR, SEED
 
-START = "2019-10-17T05:00:00Z"
 TRADES_PER_MARKET = 300
-MARKETS = ("coinbaseexchange:BTC/USD", "bitstamp:BTC/USD", "kraken:BTC/USD")
 # Every stream gets each fault kind at least once (exact message numbers), plus random ones.
 FAULTS = (
     "ws_duplicate@20,ws_out_of_order@30,ws_malformed@40,ws_disconnect@60,ws_burst@80,ws_stall@120,"
@@ -37,70 +35,36 @@ def faulty_sim() -> Iterator[SimulatorServer]:
         yield server
 
 
-def _settings(project: str, sim: SimulatorServer) -> CollectorSettings:
-    return CollectorSettings(
-        markets=tuple(parse_market(m, candles=m.startswith("kraken")) for m in MARKETS),
-        project_id=project,
-        simulator_url=sim.base_url,
-        stall_timeout_s=1.0,
-        sweep_interval_s=2.0,
-        reconnect_initial_s=0.1,
-        reconnect_max_s=1.0,
-    )
-
-
-def _stored(duckdb_path: Path) -> pd.DataFrame:
-    return DuckDBWarehouse(duckdb_path).query_df(
-        "select exchange, symbol, trade_id, epoch_ms(ts) as ts_ms, price, amount, source from raw.trades", {}
-    )
-
-
-def _ledger(sim: SimulatorServer, exchange: str) -> pd.DataFrame:
-    ids, ts = sim.state.streams.ledger(exchange, "BTC/USD").arrays()
-    return pd.DataFrame({"trade_id": ids.astype(str), "ts_ms": ts})
-
-
-def _all_stopped(sim: SimulatorServer) -> bool:
-    return all(feed["state"] == "stopped" for feed in sim.stream_status()["feeds"])
-
-
 def test_warehouse_holds_exactly_the_emitted_trades_under_faults(
     faulty_sim, market_data_project, pubsub_emulator, tmp_path
 ):
     duckdb_path = tmp_path / "warehouse.duckdb"
     resources = {
         "pubsub": PubSubResource(
-            project_id=market_data_project, emulator_host=pubsub_emulator.host, pull_timeout_s=1.0
+            project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=1.0
         ),
         "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
     }
-    collector = Collector(_settings(market_data_project, faulty_sim), metrics_port=0)
-    cursor, executed = None, []
+    collector = Collector(collector_settings(market_data_project, faulty_sim), metrics_port=0)
+    # The sensor evaluated in this process (the daemon path is test_live_daemon.py): same code.
     with dg.DagsterInstance.ephemeral() as instance:
         with CollectorThread(collector) as running:
             deadline = time.monotonic() + 150
-            while not (_all_stopped(faulty_sim) and _complete(duckdb_path, faulty_sim)):
+            while not (all_stopped(faulty_sim) and complete(duckdb_path, faulty_sim)):
                 assert time.monotonic() < deadline, "live path did not deliver every emitted trade in time"
-                tick = drain_once(instance, resources, cursor)
-                assert not tick.failed
-                cursor, executed = tick.cursor, executed + tick.executed
-                time.sleep(0.5)
+                market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
             report = running.stop()
-        for _ in range(3):  # what the collector flushed at shutdown
-            tick = drain_once(instance, resources, cursor)
-            cursor, executed = tick.cursor, executed + tick.executed
-        # A sensor that lost its cursor asks for the same groups again: run keys make that a no-op.
-        replay = drain_once(instance, resources, None)
-        assert replay.executed == [] and set(replay.skipped) <= set(executed)
+        for _ in range(2):  # what the collector flushed at shutdown
+            market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
 
-    stored = _stored(duckdb_path)
+    stored = stored_trades(duckdb_path)
     assert not stored.duplicated(["exchange", "symbol", "trade_id"]).any()
     for exchange in ("coinbaseexchange", "bitstamp", "kraken"):
-        ledger = _ledger(faulty_sim, exchange)
+        emitted = ledger(faulty_sim, exchange)
         got = stored[stored.exchange == exchange].sort_values("trade_id")
-        assert len(ledger) == TRADES_PER_MARKET
-        assert sorted(got.trade_id) == sorted(ledger.trade_id), exchange  # count and ids
-        merged = ledger.merge(got, on="trade_id", suffixes=("_emitted", "_stored"))
+        assert len(emitted) == TRADES_PER_MARKET
+        assert sorted(got.trade_id) == sorted(emitted.trade_id), exchange  # count and ids
+        merged = emitted.merge(got, on="trade_id", suffixes=("_emitted", "_stored"))
         # Content: event times. Bitstamp's REST trades carry whole seconds only (its stream carries
         # microseconds), so a trade recovered over REST has its time to the second there.
         precision = (merged.source == "rest") * (1000 if exchange == "bitstamp" else 1) + (
@@ -152,14 +116,3 @@ def _assert_live_candles_match_trades(duckdb_path: Path) -> None:
     for column in ("open", "high", "low", "close"):
         assert (compared[column] == compared[f"{column}_live"]).all(), column
     assert ((compared["volume"] - compared["volume_live"]).abs() <= 1e-9 * compared["volume_live"]).all()
-
-
-def _complete(duckdb_path: Path, sim: SimulatorServer) -> bool:
-    if not duckdb_path.exists():
-        return False
-    try:
-        stored = _stored(duckdb_path)
-    except Exception:  # noqa: BLE001 - raw.trades not created yet
-        return False
-    counts = stored.groupby("exchange").size().to_dict()
-    return all(counts.get(e, 0) >= len(_ledger(sim, e)) for e in ("coinbaseexchange", "bitstamp", "kraken"))

@@ -57,14 +57,14 @@ def test_settings_reject_bad_environment():
     with pytest.raises(ConfigError, match="staging"):
         load_settings({"CRYPTOPIPE_ENV": "staging"})
     with pytest.raises(ConfigError, match="ftp://x"):
-        load_settings({"CRYPTOPIPE_SIMULATOR_URL": "ftp://x"})
+        load_settings({"CRYPTOPIPE_EXCHANGE_API_URL": "ftp://x"})
 
 
 def test_settings_local_defaults(tmp_path):
     settings = load_settings({"CRYPTOPIPE_HOME": str(tmp_path)})
     assert settings.env == "local"
     assert settings.duckdb_path == tmp_path / "warehouse.duckdb"
-    assert settings.simulator_url == "http://127.0.0.1:8765"
+    assert settings.exchange_api_url == "http://127.0.0.1:8765"
 
 
 def test_duckdb_path_is_shared_with_dbt_through_one_variable(tmp_path):

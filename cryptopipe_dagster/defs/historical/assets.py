@@ -12,13 +12,13 @@ from cryptopipe_dagster.defs.historical.partitions import (
 )
 from cryptopipe_dagster.defs.quality import candle_checks
 from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
-from cryptopipe_dagster.lib.candle_backfill import (
+from cryptopipe_dagster.lib.errors import ConfigError
+from cryptopipe_dagster.lib.historical.candle_backfill import (
     BackfillStats,
     BackfillTarget,
     backfill_candles,
     exchange_now,
 )
-from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import validate_symbols, validate_timeframes
 from cryptopipe_dagster.lib.progress import ProgressReporter
 
@@ -107,7 +107,7 @@ def raw_candles(
 ):
     started = time.monotonic()
     window = context.partition_time_window
-    store = warehouse.get_warehouse()
+    warehouse = warehouse.get_warehouse()  # the resource opens the configured warehouse
     runs: list[BackfillStats] = []
     nows: list[pd.Timestamp] = []
     run_exchanges = exchanges_in_run(context.partition_keys)
@@ -124,7 +124,7 @@ def raw_candles(
             runs.append(
                 backfill_candles(
                     client,
-                    store,
+                    warehouse,
                     target,
                     now=now,
                     run_id=context.run.run_id,
@@ -136,10 +136,10 @@ def raw_candles(
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
     now = min(nows) if nows else pd.Timestamp.now(tz="UTC")
     yield dg.MaterializeResult(metadata=_metadata(runs, (time.monotonic() - started) * 1000))
-    yield candle_checks.completeness_check(store, runs, now)
-    yield candle_checks.unique_keys_check(store, start, end)
+    yield candle_checks.completeness_check(warehouse, runs, now)
+    yield candle_checks.unique_keys_check(warehouse, start, end)
     yield candle_checks.dead_letters_check(runs)
-    yield candle_checks.schema_check(store, run_exchanges, start, end)
+    yield candle_checks.schema_check(warehouse, run_exchanges, start, end)
 
 
 historical_candles_job = dg.define_asset_job(

@@ -10,9 +10,9 @@ import dagster as dg
 import pandas as pd
 from pandera.errors import SchemaError, SchemaErrors
 
-from cryptopipe_dagster.lib.candle_backfill import BackfillStats, closed_until
-from cryptopipe_dagster.lib.gaps import expected_candle_count, find_gaps
-from cryptopipe_dagster.lib.schemas import CandleSchema
+from cryptopipe_dagster.lib.edge.schemas import CandleSchema
+from cryptopipe_dagster.lib.historical.candle_backfill import BackfillStats, closed_until
+from cryptopipe_dagster.lib.historical.gaps import expected_candle_count, find_gaps
 from cryptopipe_dagster.lib.warehouse import Warehouse
 
 COMPLETENESS = "candles_complete"

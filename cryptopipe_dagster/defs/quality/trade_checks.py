@@ -1,5 +1,5 @@
 """trade_candles_match_rest_candles: live trades, rolled up to 1m by dbt, agree with the exchange's
-own 1m candles (lib/reconcile.py states which minutes are compared and the tolerance).
+own 1m candles (lib/quality/reconcile.py states which minutes are compared and the tolerance).
 
 Runs in trade_reconciliation_job (on demand, from the demo, or on its schedule), not in every
 micro-batch run: a micro-batch must stay sub-second, the reconciliation scans a day of minutes.
@@ -11,7 +11,7 @@ import pandas as pd
 from cryptopipe_dagster.defs.quality.candle_checks import markdown_table
 from cryptopipe_dagster.defs.resources import WarehouseResource
 from cryptopipe_dagster.defs.streaming.assets import raw_trades
-from cryptopipe_dagster.lib.reconcile import (
+from cryptopipe_dagster.lib.quality.reconcile import (
     PRICE_TOLERANCE,
     TRADE_CANDLES,
     VOLUME_TOLERANCE,
@@ -30,11 +30,11 @@ LOOKBACK = pd.Timedelta(days=1)  # of event time, back from the newest trade
     "relative) for every minute both cover in the last day of trades; mismatched minutes listed.",
 )
 def trade_candles_match_rest_candles(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    store = warehouse.get_warehouse()
+    warehouse = warehouse.get_warehouse()  # the resource opens the configured warehouse
     try:
-        newest = store.query_df("select max(ts) as newest from raw.trades", {})["newest"].iloc[0]
+        newest = warehouse.query_df("select max(ts) as newest from raw.trades", {})["newest"].iloc[0]
         compared = reconcile_trade_candles(
-            store, (newest if pd.notna(newest) else pd.Timestamp.now(tz="UTC")) - LOOKBACK
+            warehouse, (newest if pd.notna(newest) else pd.Timestamp.now(tz="UTC")) - LOOKBACK
         )
     except Exception as error:  # noqa: BLE001 - the dbt view may not exist yet: say so in the UI
         return dg.AssetCheckResult(

@@ -1,15 +1,16 @@
-"""Micro-batch loaders: landed Pub/Sub batches -> validated, deduplicated, MERGEd.
+"""Live data in the asset graph: raw/trades, live candles in raw/candles, and their catch-up jobs.
 
-- ``raw/trades`` loads trade batches into raw.trades on (exchange, symbol, trade_id).
-- ``live_candles_job`` loads closed 1m candle batches from the collector into the same raw.candles
-  table as the historical path, on the same key, and records a materialization of the ``raw/candles``
-  partitions it touched, so lineage and the candle checks see live data like backfilled data.
+market_data_sensor loads continuously and reports these assets' materializations as runless events
+(sensors.py). Materializing them here is the manual lever: load whatever is still waiting in
+ops.landed_batches (after the sensor was stopped mid-way, or a tick ran out of time), with the same
+code the sensor runs (lib/streaming/loader.py).
 """
 
 import time
+from collections.abc import Iterable
 
 import dagster as dg
-import pandas as pd
+import numpy as np
 
 from cryptopipe_dagster.defs.historical.partitions import (
     DATE_DIMENSION,
@@ -17,166 +18,125 @@ from cryptopipe_dagster.defs.historical.partitions import (
     daily_exchange_partitions,
 )
 from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.lib.landing import LandingArea
-from cryptopipe_dagster.lib.pubsub.codec import KEY_COLUMNS
-from cryptopipe_dagster.lib.schemas import CandleSchema, TradeSchema
-from cryptopipe_dagster.lib.validation import validate_frame
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.lib.streaming.loader import LoadCounts, load_pending
+from cryptopipe_dagster.lib.warehouse.base import Warehouse
 
 RAW_TRADES_OP = "raw__trades"
 LIVE_CANDLES_OP = "load_live_candles"
-DEAD_LETTER_SOURCE = "pubsub"
-_SCHEMAS = {"trades": TradeSchema, "candles": CandleSchema}
+LIVE_BATCHES_CHECK = "live_batches_valid"
 
 
-class MicrobatchConfig(dg.Config):
-    """The landed batch ids this run loads (set by market_data_sensor)."""
-
-    batch_ids: list[str]
-
-
-def load_landed(landing: LandingArea, store, batch_ids: list[str], kind: str) -> tuple[dict, pd.DataFrame]:
-    """Validate + dedup + MERGE the batches' records; dead letters; mark loaded. (counters, loaded rows)."""
-    records, found = landing.read_records(batch_ids)
-    missing = sorted(set(batch_ids) - set(found["batch_id"]))
-    if missing:
-        raise dg.Failure(
-            description=f"{len(missing)} batch(es) not landed: {missing[:5]}", allow_retries=False
-        )
-    if records.empty:
-        valid, dead = records, pd.DataFrame()
-    else:
-        # The records left the collector as schema-valid frames; validating again is the same code as
-        # the historical path (validate_frame + the schema) and catches a publisher that skipped it.
-        valid, dead = validate_frame(records, _SCHEMAS[kind], dataset=kind, source=DEAD_LETTER_SOURCE)
-    before = len(valid)
-    if kind == "candles":
-        # A live candle can arrive in several versions (closed early by the stream, completed later):
-        # the most complete one wins, here and against what is stored (volume only grows).
-        valid = valid.sort_values("volume", kind="stable")
-    # A record re-sent in a later batch (same key) is loaded once; the last one wins, as in normalize.
-    valid = valid.loc[~valid.duplicated(subset=list(KEY_COLUMNS[kind]), keep="last")]
-    if kind == "candles" and len(valid):
-        valid = drop_less_complete(store, valid)
-    stats = store.merge_trades(valid) if kind == "trades" else store.merge_candles(valid)
-    dead_written = store.write_dead_letters(dead) if len(dead) else 0
-    # After the MERGE, not in its transaction: a crash in between re-runs a MERGE that changes nothing.
-    landing.mark_loaded(batch_ids)
-    oldest = found["published_at"].min()
-    counters = {
-        "batches": len(found),
-        "records_in": len(records),
-        "rows": len(valid),
-        "inserted": stats.inserted,
-        "updated": stats.updated,
-        "unchanged": stats.unchanged,
-        "duplicates_dropped": before - len(valid),
-        "dead_letters": len(dead),
-        "dead_letters_written": dead_written,
-        "publish_to_load_ms": (
-            round((pd.Timestamp.now(tz="UTC") - oldest).total_seconds() * 1000, 1)
-            if pd.notna(oldest)
-            else 0.0
-        ),
-    }
-    return counters, valid
+def load_all_pending(warehouse: Warehouse, kind: str) -> LoadCounts:
+    """Load every landed batch of `kind` (oldest first) until none is waiting."""
+    landing, total = LandingArea(warehouse.path), LoadCounts()
+    while True:
+        counts = load_pending(landing, warehouse, kind)
+        if not counts.batches:
+            return total
+        total.add(counts)
 
 
-def drop_less_complete(store, candles: pd.DataFrame) -> pd.DataFrame:
-    """Candles whose stored version has more volume are left out (a stale version never wins)."""
-    stored = []
-    for (exchange, symbol, timeframe), part in candles.groupby(
-        ["exchange", "symbol", "timeframe"], observed=True
-    ):
-        stored.append(
-            store.query_df(
-                "select exchange, symbol, timeframe, ts, volume as stored_volume from raw.candles "
-                "where exchange = $exchange and symbol = $symbol and timeframe = $timeframe "
-                "and ts between $first and $last",
-                {
-                    "exchange": exchange,
-                    "symbol": symbol,
-                    "timeframe": timeframe,
-                    "first": part["ts"].min(),
-                    "last": part["ts"].max(),
-                },
-            )
-        )
-    existing = pd.concat(stored, ignore_index=True)
-    if existing.empty:
-        return candles
-    existing = existing.astype({"exchange": str, "symbol": str, "timeframe": str})
-    existing["ts"] = pd.to_datetime(existing["ts"], utc=True)
-    keyed = candles.astype({"exchange": str, "symbol": str, "timeframe": str}).merge(
-        existing, on=["exchange", "symbol", "timeframe", "ts"], how="left"
+def loaded_metadata(counts: LoadCounts) -> dict[str, float]:
+    """Counts plus the publish -> load latency of the loaded batches (p50/p95/max, ms)."""
+    latency = np.asarray(counts.publish_to_load_ms, dtype=float)
+    percentiles = (
+        {
+            "publish_to_load_p50_ms": round(float(np.percentile(latency, 50)), 1),
+            "publish_to_load_p95_ms": round(float(np.percentile(latency, 95)), 1),
+            "publish_to_load_max_ms": round(float(latency.max()), 1),
+        }
+        if latency.size
+        else {}
     )
-    keep = (keyed["stored_volume"].isna() | (keyed["volume"] >= keyed["stored_volume"])).to_numpy()
-    return candles.loc[keep]
+    return {**counts.metadata(), **percentiles}
+
+
+def live_batches_check(counts: LoadCounts) -> dg.AssetCheckResult:
+    """Passes when every loaded record was valid; rejects are in ops.dead_letters (warning)."""
+    by_reason = dict(sorted(counts.dead_letters_by_reason.items()))
+    return dg.AssetCheckResult(
+        check_name=LIVE_BATCHES_CHECK,
+        passed=counts.dead_letters == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "every record of the loaded batches was valid"
+            if counts.dead_letters == 0
+            else f"{counts.dead_letters} record(s) dead-lettered: {by_reason}"
+        ),
+        metadata={"records_in": counts.records_in, "dead_letters": counts.dead_letters, **by_reason},
+    )
 
 
 @dg.asset(
     key=["raw", "trades"],
     group_name="streaming",
-    kinds={"pubsub", "duckdb", "pandas"},
-    description="Trades from Pub/Sub micro-batches landed by market_data_sensor: validated against "
-    "TradeSchema, deduplicated and MERGEd into raw.trades on (exchange, symbol, trade_id).",
+    kinds={"pubsub", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            LIVE_BATCHES_CHECK,
+            asset=["raw", "trades"],
+            description="Every record of the loaded micro-batches passed TradeSchema; rejects are "
+            "dead-lettered with their reason (warning).",
+        )
+    ],
+    description="Trades from the collectors' Pub/Sub micro-batches, validated against TradeSchema, "
+    "deduplicated and MERGEd into raw.trades on (exchange, symbol, trade_id). market_data_sensor loads "
+    "them continuously (runless materializations); materializing here loads what is still waiting.",
 )
-def raw_trades(
-    context: dg.AssetExecutionContext, config: MicrobatchConfig, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
+def raw_trades(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
-    store = warehouse.get_warehouse()
-    counters, _ = load_landed(LandingArea(store.path), store, list(config.batch_ids), "trades")
-    counters["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-    context.log.info("microbatch_loaded %s", counters)
-    return dg.MaterializeResult(metadata=counters)
+    counts = load_all_pending(warehouse.get_warehouse(), "trades")
+    metadata = {**loaded_metadata(counts), "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    context.log.info("catch_up_loaded %s", metadata)
+    yield dg.MaterializeResult(metadata=metadata)
+    yield live_batches_check(counts)
 
 
 microbatch_job = dg.define_asset_job(
     "microbatch_job",
-    # Without the reconciliation check (defs/quality/trade_checks.py): micro-batches stay sub-second.
-    selection=dg.AssetSelection.assets(raw_trades).without_checks(),
-    description="Load one group of landed Pub/Sub trade batches into raw.trades (run by market_data_sensor).",
+    # Its own check, not the reconciliation (defs/quality/trade_checks.py): a catch-up stays quick.
+    selection=dg.AssetSelection.assets(raw_trades).without_checks()
+    | dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(["raw", "trades"]), LIVE_BATCHES_CHECK)),
+    description="Load the trade batches still waiting in ops.landed_batches (market_data_sensor "
+    "does this continuously; this is the manual catch-up).",
 )
 
 
-def candle_partitions(loaded: pd.DataFrame) -> list[str]:
-    """The raw/candles partition keys (date|exchange) the loaded candles fall in (known ones only)."""
-    if loaded.empty:
-        return []
-    days = loaded["ts"].dt.strftime("%Y-%m-%d")
+def candle_partitions(touched: Iterable[tuple[str, str]]) -> list[str]:
+    """The raw/candles partition keys (date|exchange) of (exchange, day) pairs, known ones only."""
     known = set(daily_exchange_partitions.get_partition_keys())
     keys = {
         str(dg.MultiPartitionKey({DATE_DIMENSION: day, EXCHANGE_DIMENSION: exchange}))
-        for day, exchange in zip(days, loaded["exchange"].astype(str), strict=True)
+        for exchange, day in touched
     }
     return sorted(keys & known)
 
 
 @dg.op(
     name=LIVE_CANDLES_OP,
-    description="MERGE landed live 1m candle batches into raw.candles; materializes raw/candles partitions.",
+    description="MERGE the live 1m candle batches still waiting in ops.landed_batches into raw.candles; "
+    "materializes the raw/candles partitions they touch.",
 )
-def load_live_candles(context: dg.OpExecutionContext, config: MicrobatchConfig, warehouse: WarehouseResource):
+def load_live_candles(context: dg.OpExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
-    store = warehouse.get_warehouse()
-    counters, loaded = load_landed(LandingArea(store.path), store, list(config.batch_ids), "candles")
-    counters["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
-    context.log.info("live_candles_loaded %s", counters)
-    partitions = candle_partitions(loaded)
+    counts = load_all_pending(warehouse.get_warehouse(), "candles")
+    metadata = {**loaded_metadata(counts), "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    context.log.info("live_candles_loaded %s", metadata)
+    partitions = candle_partitions(counts.touched)
     for key in partitions:
         yield dg.AssetMaterialization(
             asset_key=["raw", "candles"],
             partition=key,
             description="live 1m candles from the collector (source=ws/rest)",
-            metadata={"rows_in_run": counters["rows"], "source": "collector"},
+            metadata={"rows_in_run": counts.rows, "source": "collector"},
         )
-    counters["partitions"] = len(partitions)
-    yield dg.Output(None, metadata=counters)
+    yield dg.Output(None, metadata={**metadata, "partitions": len(partitions)})
 
 
 @dg.job(
-    description="Load one group of landed live 1m candle batches into raw.candles "
-    "(run by market_data_sensor)."
+    description="Load the live 1m candle batches still waiting in ops.landed_batches into raw.candles "
+    "(market_data_sensor does this continuously; this is the manual catch-up)."
 )
 def live_candles_job():
     load_live_candles()

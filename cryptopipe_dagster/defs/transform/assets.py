@@ -22,8 +22,8 @@ from cryptopipe_dagster.defs.historical.partitions import (
     daily_exchange_partitions,
     exchanges_in_run,
 )
-from cryptopipe_dagster.lib.dbt_vars import dbt_window_vars
 from cryptopipe_dagster.lib.settings import PACKAGE_DIR, load_settings
+from cryptopipe_dagster.lib.transform.dbt_vars import dbt_window_vars
 
 DBT_PROJECT_DIR = PACKAGE_DIR.parent / "dbt_project"
 # The dbt installed beside this Python, whether or not the venv's bin/ is on PATH.

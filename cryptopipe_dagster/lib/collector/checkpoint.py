@@ -55,3 +55,17 @@ class CheckpointStore:
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A copy of the whole state."""
         return {k: dict(v) for k, v in self._state.items()}
+
+
+def start_checkpoint(path: Path, markets: list[str], start_ms: int) -> None:
+    """Write a fresh checkpoint that makes a collector answer for every trade from `start_ms` on.
+
+    Without a checkpoint a collector answers from the first trade it reads; a replay (the demo, the
+    benchmarks, tests) knows where its tape starts and says so, so nothing before the first read is
+    lost to a slow start."""
+    store = CheckpointStore(None)
+    store.path = path
+    for market in markets:
+        # Fills start at the whole second at or before the checkpoint: start_ms itself, not a ms before.
+        store.advance(market, "trades", start_ms)
+    store.save()

@@ -20,10 +20,10 @@ from cryptopipe_dagster.lib.collector.checkpoint import CheckpointStore
 from cryptopipe_dagster.lib.collector.dedup import RecentIds
 from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
+from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
+from cryptopipe_dagster.lib.edge.normalize_trades import normalize_trades
 from cryptopipe_dagster.lib.errors import InvalidBatch
 from cryptopipe_dagster.lib.logs import log_event
-from cryptopipe_dagster.lib.normalize import normalize_ohlcv
-from cryptopipe_dagster.lib.normalize_trades import normalize_trades
 from cryptopipe_dagster.lib.pubsub.codec import EncodedBatch, RecordKind, encode_batch
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 

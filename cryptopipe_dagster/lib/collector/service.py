@@ -22,10 +22,10 @@ from cryptopipe_dagster.lib.collector.outbox import MarketOutbox
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
 from cryptopipe_dagster.lib.collector.streams import CandleSession, TradeSession, sleep_unless, supervise
 from cryptopipe_dagster.lib.errors import ConfigError, PublishFailed
+from cryptopipe_dagster.lib.exchanges.url_override import point_exchange_at
 from cryptopipe_dagster.lib.logs import log_event
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.publisher_client import PublisherSettings
-from cryptopipe_dagster.lib.simulator.client import point_exchange_at_simulator
 
 log = logging.getLogger("cryptopipe.collector")
 _FLUSH_TICK_S = 0.02
@@ -78,8 +78,8 @@ class Collector:
         exchange = getattr(ccxt_pro, exchange_id)(
             {"enableRateLimit": True, "timeout": 10_000, "options": options}
         )
-        if self.settings.simulator_url:
-            point_exchange_at_simulator(exchange, self.settings.simulator_url)
+        if self.settings.exchange_api_url:
+            point_exchange_at(exchange, self.settings.exchange_api_url)
         return exchange
 
     def _check_supported(self, spec: MarketSpec) -> None:
@@ -118,7 +118,7 @@ class Collector:
             markets=list(outboxes),
             project=self.settings.project_id,
             metrics_port=self.metrics_port,
-            simulator=self.settings.simulator_url or "",
+            exchange_api_url=self.settings.exchange_api_url or "",
         )
         flusher = asyncio.create_task(self._flush_loop(outboxes, sessions, stop))
         try:

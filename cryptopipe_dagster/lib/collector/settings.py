@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from cryptopipe_dagster.lib.edge.symbols import canonical_symbol
 from cryptopipe_dagster.lib.errors import ConfigError, InvalidSymbol
 from cryptopipe_dagster.lib.markets_config import validate_exchange_id
-from cryptopipe_dagster.lib.symbols import canonical_symbol
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class CollectorSettings:
 
     markets: tuple[MarketSpec, ...]
     project_id: str
-    simulator_url: str | None = None
+    exchange_api_url: str | None = None
     batch_max_records: int = 2_000  # a market's buffer is published when it holds this many...
     batch_max_age_s: float = 0.2  # ...or when its oldest record waited this long
     stall_timeout_s: float = 10.0  # no message for this long: reconnect (ccxt can hang silently)

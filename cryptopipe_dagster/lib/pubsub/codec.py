@@ -30,8 +30,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import InvalidBatch, UndecodableMessage
-from cryptopipe_dagster.lib.schemas import Text
 
 RecordKind = Literal["trades", "candles", "dead_letters"]
 RECORD_KINDS: tuple[str, ...] = get_args(RecordKind)

@@ -4,8 +4,9 @@ A sensor tick must stay well inside its 60 s limit, so `pull_batch` stops at `ti
 happens: a pull that finds nothing ends at the deadline (the RPC's DEADLINE_EXCEEDED is "no
 messages", not an error), transient errors are retried only inside the budget, and follow-up pulls
 (the service may return fewer messages than asked while more are waiting) wait at most
-`follow_up_timeout_s`. A message that cannot be decoded comes back as a poison `ReceivedBatch`
-with a reason code, for the caller to dead-letter and ack; it never aborts the other messages.
+`follow_up_timeout_s` (0: none, for a caller that loops anyway). A message that cannot be decoded
+comes back as a poison `ReceivedBatch` with a reason code, for the caller to dead-letter and ack;
+it never aborts the other messages.
 
 Ack only after the batch is durably landed (STYLE.md: ack after durable); nack to have Pub/Sub
 redeliver with the subscription's backoff (and dead-letter after max_delivery_attempts).
@@ -103,6 +104,8 @@ def pull_batch(
         if not messages:
             break
         received.extend(messages)
+        if follow_up_timeout_s <= 0:
+            break
         wait_s = follow_up_timeout_s
     batches = [_to_batch(message) for message in received]
     poison = sum(batch.is_poison for batch in batches)

@@ -14,8 +14,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import SchemaDrift
-from cryptopipe_dagster.lib.schemas import Text
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats, Warehouse
 from cryptopipe_dagster.lib.warehouse.duckdb_connection import DuckDBConnections, typed, utc
 from cryptopipe_dagster.lib.warehouse.sql import (

@@ -16,9 +16,10 @@ from typing import Self
 
 import duckdb
 import pandas as pd
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from cryptopipe_dagster.lib.schemas import Text
+from cryptopipe_dagster.lib.edge.schemas import Text
+from cryptopipe_dagster.lib.errors import WarehouseBusy
 from cryptopipe_dagster.lib.warehouse.tables import TableSpec
 
 
@@ -27,12 +28,7 @@ def _is_lock_conflict(error: BaseException) -> bool:
 
 
 # Another process (the CLI, a second Dagster run) may hold the file's write lock for a moment.
-_retry_on_lock = retry(
-    retry=retry_if_exception(_is_lock_conflict),
-    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-    stop=stop_after_delay(30),
-    reraise=True,
-)
+LOCK_WAIT_S = 30.0
 
 
 def utc(value: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
@@ -52,8 +48,9 @@ def typed(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
 class DuckDBConnections:
     """Opens the DuckDB file per operation (or once per `with` block), always with TimeZone=UTC."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.path = Path(path)
+        self.lock_wait_s = lock_wait_s  # how long to wait for a file another process holds
         self._session: duckdb.DuckDBPyConnection | None = None
 
     def __enter__(self) -> Self:
@@ -65,12 +62,39 @@ class DuckDBConnections:
             self._session.close()
             self._session = None
 
-    @_retry_on_lock
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        waiting = Retrying(
+            retry=retry_if_exception(_is_lock_conflict),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            stop=stop_after_delay(self.lock_wait_s),
+            reraise=True,
+        )
+        try:
+            return waiting(self._connect, read_only)
+        except duckdb.IOException as error:
+            if _is_lock_conflict(error):
+                raise WarehouseBusy(
+                    f"{self.path} still locked after {self.lock_wait_s:g}s: {error}"
+                ) from error
+            raise
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = duckdb.connect(str(self.path), read_only=read_only)
         connection.execute("SET TimeZone = 'UTC'")  # CAST(ts AS DATE) must mean the UTC date
         return connection
+
+    def is_busy(self) -> bool:
+        """Whether another process holds the file right now (one try, no waiting)."""
+        if self._session is not None:
+            return False
+        try:
+            self._connect(read_only=False).close()
+        except duckdb.IOException as error:
+            if _is_lock_conflict(error):
+                return True
+            raise
+        return False
 
     @contextmanager
     def _connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pandera.pandas as pa
 
+from cryptopipe_dagster.lib.edge.schemas import CandleSchema, DeadLetterSchema, TradeSchema
 from cryptopipe_dagster.lib.errors import UnsafeIdentifier
-from cryptopipe_dagster.lib.schemas import CandleSchema, DeadLetterSchema, TradeSchema
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -1,7 +1,9 @@
-"""Pub/Sub -> landing -> raw.trades on the real emulator and a DuckDB file in tmp."""
+"""market_data_sensor on the real Pub/Sub emulator and a DuckDB file in tmp: pull, land, ack, load."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,13 +12,14 @@ import pandas as pd
 import pytest
 
 from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.defs.streaming.assets import raw_trades
-from cryptopipe_dagster.defs.streaming.resources import PubSubResource
-from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor, pull_land_ack
-from cryptopipe_dagster.lib.landing import LandingArea, group_id, land_batches, pending_batches
+from cryptopipe_dagster.defs.streaming.assets import LIVE_BATCHES_CHECK, raw_trades
+from cryptopipe_dagster.defs.streaming.resources import TICK_SECONDS_ENV, PubSubResource, pubsub_resource
+from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor
+from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.puller import modify_ack_deadline, pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import MARKET_DATA_TOPIC
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 from tests.lib.pubsub.frames import trades_frame
 
@@ -30,7 +33,7 @@ def duckdb_path(tmp_path: Path) -> Path:
 def resources(market_data_project, pubsub_emulator, duckdb_path) -> dict:
     return {
         "pubsub": PubSubResource(
-            project_id=market_data_project, emulator_host=pubsub_emulator.host, pull_timeout_s=2.0
+            project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=1.5
         ),
         "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
     }
@@ -43,17 +46,15 @@ def _publish(project: str, frames: list[pd.DataFrame]) -> None:
         publisher.flush(10)
 
 
-def _tick(resources: dict, cursor: str | None = None) -> tuple[list[dg.RunRequest], str | None]:
+def _tick(resources: dict) -> dg.SensorResult | dg.SkipReason:
     with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_sensor_context(cursor=cursor, instance=instance, resources=resources)
-        results = list(market_data_sensor(context) or [])
-    return [r for r in results if isinstance(r, dg.RunRequest)], context.cursor
+        context = dg.build_sensor_context(instance=instance, resources=resources)
+        return market_data_sensor(context)
 
 
-def _materialize(resources: dict, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [raw_trades], run_config=request.run_config, resources={"warehouse": resources["warehouse"]}
-    )
+def _events(result, kind: type) -> list:
+    assert isinstance(result, dg.SensorResult), result
+    return [event for event in result.asset_events if isinstance(event, kind)]
 
 
 def _stored_trades(duckdb_path: Path) -> pd.DataFrame:
@@ -67,39 +68,27 @@ def _expected(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return keys.sort_values(["symbol", "trade_id"]).reset_index(drop=True)
 
 
-def test_tick_lands_acks_and_requests_deterministic_runs_then_loads_once(
-    market_data_project, resources, duckdb_path
-):
+def test_tick_lands_acks_loads_and_reports_runless_events(market_data_project, resources, duckdb_path):
     frames = [trades_frame(symbol="BTC/USDT", n=30), trades_frame(symbol="ETH/USDT", n=20)]
     _publish(market_data_project, frames)
 
-    requests, cursor = _tick(resources)
-    assert len(requests) == 1
-    request = requests[0]
-    batch_ids = request.run_config["ops"]["raw__trades"]["config"]["batch_ids"]
-    assert len(batch_ids) == 2
-    assert request.run_key == group_id("trades", batch_ids)
+    result = _tick(resources)
+    assert result.run_requests in (None, [])  # no run per micro-batch
+    (materialization,) = _events(result, dg.AssetMaterialization)
+    assert materialization.asset_key == dg.AssetKey(["raw", "trades"])
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    assert metadata["batches"] == 2 and metadata["rows"] == 50 and metadata["inserted"] == 50
+    assert metadata["dead_letters"] == 0 and metadata["merges"] >= 1
+    assert 0 <= metadata["publish_to_load_p50_ms"] <= metadata["publish_to_load_max_ms"]
+    (check,) = _events(result, dg.AssetCheckEvaluation)
+    assert check.check_name == LIVE_BATCHES_CHECK and check.passed
+    pd.testing.assert_frame_equal(_stored_trades(duckdb_path).astype(str), _expected(frames))
+    landing = LandingArea(duckdb_path)
+    assert landing.pending_batches().empty and len(landing.loaded_batches()) == 2
 
-    again, cursor_again = _tick(resources, cursor)  # acked: nothing redelivered, no new group
-    assert again == [] and cursor_again == cursor
-    restarted, _ = _tick(resources, None)  # cursor lost: same group, same run key
-    assert [r.run_key for r in restarted] == [request.run_key]
-
-    result = _materialize(resources, request)
-    assert result.success
-    metadata = result.asset_materializations_for_node("raw__trades")[0].metadata
-    assert metadata["rows"].value == 50 and metadata["inserted"].value == 50
-    assert metadata["dead_letters"].value == 0 and metadata["duplicates_dropped"].value == 0
-    assert metadata["latency_ms"].value >= 0
-    stored = _stored_trades(duckdb_path)
-    pd.testing.assert_frame_equal(stored.astype(str), _expected(frames))
-    assert pending_batches(duckdb_path).empty
-
-    rerun = _materialize(resources, request)  # re-running the same batches changes nothing
-    rerun_meta = rerun.asset_materializations_for_node("raw__trades")[0].metadata
-    assert rerun_meta["inserted"].value == 0 and rerun_meta["updated"].value == 0
+    again = _tick(resources)  # acked: nothing redelivered, nothing loaded twice
+    assert isinstance(again, dg.SkipReason)
     assert len(_stored_trades(duckdb_path)) == 50
-    assert _tick(resources, None)[0] == []  # loaded groups are not requested again
 
 
 def test_poison_message_becomes_dead_letter_and_is_acked(
@@ -109,13 +98,26 @@ def test_poison_message_becomes_dead_letter_and_is_acked(
     admin_publisher.publish(topic, b"not arrow", kind="trades", exchange="binance").result(10)
     _publish(market_data_project, [trades_frame(n=5)])
 
-    requests, _ = _tick(resources)
-    assert len(requests) == 1
+    result = _tick(resources)
+    assert _events(result, dg.AssetMaterialization)[0].metadata["rows"].value == 5
     dead = DuckDBWarehouse(duckdb_path).dead_letters()
     assert list(dead["reason_code"]) == ["missing_attribute"]
     assert dead["exchange"].iloc[0] == "binance" and dead["source"].iloc[0] == "pubsub"
-    assert _tick(resources, None)[0] == requests  # the poison message was acked, not redelivered
+    assert isinstance(_tick(resources), dg.SkipReason)  # the poison message was acked
     assert len(DuckDBWarehouse(duckdb_path).dead_letters()) == 1
+
+
+def test_invalid_records_are_dead_lettered_and_the_check_warns(market_data_project, resources, duckdb_path):
+    bad = trades_frame(n=4)
+    bad.loc[1, "price"] = -1.0  # published as is: the loader validates again
+    with MarketDataPublisher(market_data_project) as publisher:
+        publisher.publish(bad, "trades")
+        publisher.flush(10)
+
+    (check,) = _events(_tick(resources), dg.AssetCheckEvaluation)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["dead_letters"].value == 1
+    assert len(_stored_trades(duckdb_path)) == 3
 
 
 def test_crash_between_landing_and_ack_loads_exactly_once(
@@ -126,26 +128,35 @@ def test_crash_between_landing_and_ack_loads_exactly_once(
     pubsub: PubSubResource = resources["pubsub"]
     first = pull_batch(subscriber, pubsub.subscription_path, 10, 5.0)
     assert len(first) == 1
-    assert land_batches(duckdb_path, first) == [first[0].batch_id]
+    assert LandingArea(duckdb_path).land(first) == [first[0].batch_id]
     # The "crash": never acked. Let the ack deadline lapse (shortened so the test needn't wait 60 s).
     modify_ack_deadline(subscriber, pubsub.subscription_path, [first[0].ack_id], 1)
     time.sleep(2.5)
 
-    store = DuckDBWarehouse(duckdb_path)
-    counts = pull_land_ack(pubsub, LandingArea(duckdb_path), store)  # what the next tick does first
-    assert counts == {
-        "pulled": 1,
-        "landed": 0,
-        "poison": 0,
-        "edge_dead_letter_batches": 0,
-        "dead_written": 0,
-    }  # redelivered, no-op
-    requests, _ = _tick(resources)
-    assert len(requests) == 1
-    assert LandingArea(duckdb_path).pending_batches()["batch_id"].tolist() == [first[0].batch_id]
-    assert _materialize(resources, requests[0]).success
-    assert _tick(resources, None)[0] == []  # acked: not redelivered, nothing pending
+    result = _tick(resources)  # loads what was landed, then lands and loads the redelivery (no-op)
+    (materialization,) = _events(result, dg.AssetMaterialization)
+    assert materialization.metadata["inserted"].value == 40
+    assert isinstance(_tick(resources), dg.SkipReason)  # acked: not redelivered, nothing pending
     pd.testing.assert_frame_equal(_stored_trades(duckdb_path).astype(str), _expected(frames))
+
+
+def test_crash_between_merge_and_ledger_loads_exactly_once(market_data_project, subscriber, duckdb_path):
+    _publish(market_data_project, [trades_frame(n=10)])
+    pulled = pull_batch(
+        subscriber, f"projects/{market_data_project}/subscriptions/market-data-loader", 10, 5.0
+    )
+    landing, warehouse = LandingArea(duckdb_path), DuckDBWarehouse(duckdb_path)
+    landing.land(pulled)
+    warehouse.ensure_schema()
+    warehouse.merge_trades(landing.read_records([pulled[0].batch_id]).records)  # then the "crash"
+
+    result = dg.materialize(
+        [raw_trades], resources={"warehouse": WarehouseResource(duckdb_path=str(duckdb_path))}
+    )
+    metadata = result.asset_materializations_for_node("raw__trades")[0].metadata
+    assert metadata["batches"].value == 1 and metadata["inserted"].value == 0
+    assert metadata["unchanged"].value == 10 and len(_stored_trades(duckdb_path)) == 10
+    assert landing.pending_batches().empty
 
 
 def test_landing_is_idempotent_per_batch_id(market_data_project, subscriber, duckdb_path):
@@ -153,9 +164,34 @@ def test_landing_is_idempotent_per_batch_id(market_data_project, subscriber, duc
     pulled = pull_batch(
         subscriber, f"projects/{market_data_project}/subscriptions/market-data-loader", 10, 5.0
     )
-    assert land_batches(duckdb_path, pulled + pulled) == [pulled[0].batch_id]
-    assert land_batches(duckdb_path, pulled) == []
-    assert len(pending_batches(duckdb_path)) == 1
+    landing = LandingArea(duckdb_path)
+    assert landing.land(pulled + pulled) == [pulled[0].batch_id]
+    assert landing.land(pulled) == []
+    assert len(landing.pending_batches()) == 1
+
+
+def test_busy_warehouse_skips_the_tick_without_pulling(market_data_project, resources, duckdb_path):
+    DuckDBWarehouse(duckdb_path).ensure_schema()
+    _publish(market_data_project, [trades_frame(n=7)])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(duckdb_path)!r}); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        skipped = _tick(resources)
+        assert isinstance(skipped, dg.SkipReason) and "busy" in skipped.skip_message
+    finally:
+        holder.kill()
+        holder.wait()
+    # Nothing was pulled while the file was held, so nothing waits for an ack deadline: loads at once.
+    assert _events(_tick(resources), dg.AssetMaterialization)[0].metadata["rows"].value == 7
 
 
 def test_definitions_include_streaming():
@@ -164,5 +200,20 @@ def test_definitions_include_streaming():
     definitions = defs()
     dg.Definitions.validate_loadable(definitions)
     sensor = definitions.resolve_sensor_def("market_data_sensor")
-    assert {target.job_name for target in sensor.targets} == {"microbatch_job", "live_candles_job"}
+    assert not sensor.targets  # loads in the tick; no run per micro-batch
+    assert definitions.resolve_job_def("microbatch_job") and definitions.resolve_job_def("live_candles_job")
     assert dg.AssetKey(["raw", "trades"]) in definitions.get_repository_def().asset_graph.get_all_asset_keys()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan", "inf", "36"])
+def test_bad_tick_budget_is_one_clear_error(monkeypatch, value):
+    monkeypatch.setenv(TICK_SECONDS_ENV, value)
+    with pytest.raises(ConfigError, match=TICK_SECONDS_ENV):
+        pubsub_resource()
+
+
+def test_tick_budget_from_the_environment(monkeypatch):
+    monkeypatch.setenv(TICK_SECONDS_ENV, "12.5")
+    assert pubsub_resource().tick_budget_s == 12.5
+    monkeypatch.delenv(TICK_SECONDS_ENV)
+    assert pubsub_resource().tick_budget_s == 30.0

@@ -15,10 +15,10 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from cryptopipe_dagster.lib.collector.gap_fill import STRATEGIES, GapFill, fetch_trades_from
-from cryptopipe_dagster.lib.simulator.client import point_exchange_at_simulator
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
-from tests.lib.simulator.conftest import DATA_DIR, SEED
-from tests.lib.simulator.ws_helpers import EXCHANGES, START, SYMBOL, pro, stopped, watch_until
+from cryptopipe_dagster.lib.exchanges.url_override import point_exchange_at
+from cryptopipe_dagster.simulator.server import SimulatorServer
+from tests.simulator.conftest import DATA_DIR, SEED
+from tests.simulator.ws_helpers import EXCHANGES, START, SYMBOL, pro, stopped, watch_until
 
 START_MS = ccxt.Exchange.parse8601(START)
 REPLAYED = 2_500  # > 2 pages of 1000, so Kraken and Coinbase must page
@@ -72,7 +72,7 @@ def fill(sim: SimulatorServer, exchange_id: str, from_ms: int, **kwargs: int) ->
 
     async def run() -> GapFill:
         exchange = getattr(ccxt_async, exchange_id)({"enableRateLimit": False, "timeout": 5000})
-        point_exchange_at_simulator(exchange, sim.base_url)
+        point_exchange_at(exchange, sim.base_url)
         try:
             await exchange.load_markets()
             return await fetch_trades_from(exchange, SYMBOL, from_ms, **kwargs)

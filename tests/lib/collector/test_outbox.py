@@ -16,14 +16,14 @@ from cryptopipe_dagster.lib.collector.checkpoint import CheckpointStore
 from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
 from cryptopipe_dagster.lib.collector.outbox import MarketOutbox
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, parse_market
+from cryptopipe_dagster.lib.exchanges.url_override import point_exchange_at
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.publisher_client import PublisherSettings
 from cryptopipe_dagster.lib.pubsub.puller import ack, pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import LOADER_SUBSCRIPTION
-from cryptopipe_dagster.lib.simulator.client import point_exchange_at_simulator
-from cryptopipe_dagster.lib.simulator.server import SimulatorServer
-from tests.lib.simulator.conftest import DATA_DIR, SEED
-from tests.lib.simulator.ws_helpers import START, SYMBOL
+from cryptopipe_dagster.simulator.server import SimulatorServer
+from tests.simulator.conftest import DATA_DIR, SEED
+from tests.simulator.ws_helpers import START, SYMBOL
 
 START_MS = ccxt.Exchange.parse8601(START)
 SPEC = parse_market("kraken:BTC/USD")
@@ -35,7 +35,7 @@ def kraken_trades() -> list[dict]:
     """300 real ccxt trade dicts from the simulator's Kraken REST."""
     with SimulatorServer(DATA_DIR, seed=SEED, now="2019-10-17T09:30:00Z") as server:
         exchange = ccxt.kraken({"enableRateLimit": False, "timeout": 5000})
-        point_exchange_at_simulator(exchange, server.base_url)
+        point_exchange_at(exchange, server.base_url)
         trades = exchange.fetch_trades(SYMBOL, since=START_MS, limit=300)
     assert len(trades) == 300 and len({t["id"] for t in trades}) == 300
     return trades

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cryptopipe_dagster.lib.schemas import CandleSchema, TradeSchema
+from cryptopipe_dagster.lib.edge.schemas import CandleSchema, TradeSchema
 
 INGESTED_AT = pd.Timestamp("2024-03-01T00:00:00Z")
 

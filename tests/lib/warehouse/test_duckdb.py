@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv, normalize_trades
+from cryptopipe_dagster.lib.edge.schemas import CandleSchema, DeadLetterSchema
 from cryptopipe_dagster.lib.errors import UnsafeIdentifier
-from cryptopipe_dagster.lib.gaps import find_gaps
-from cryptopipe_dagster.lib.normalize import normalize_ohlcv, normalize_trades
-from cryptopipe_dagster.lib.schemas import CandleSchema, DeadLetterSchema
+from cryptopipe_dagster.lib.historical.gaps import find_gaps
 from cryptopipe_dagster.lib.warehouse import Checkpoint, DuckDBWarehouse, MergeStats
 
 T0 = 1_704_153_000_000  # 2024-01-01T23:50:00Z: batches straddle a UTC date boundary

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from cryptopipe_dagster.lib.edge.schemas import CandleSchema, DeadLetterSchema, TradeSchema, schema_columns
 from cryptopipe_dagster.lib.errors import UnsafeIdentifier
-from cryptopipe_dagster.lib.schemas import CandleSchema, DeadLetterSchema, TradeSchema, schema_columns
 from cryptopipe_dagster.lib.warehouse.sql import create_table_sql, dead_letters_sql, merge_sql
 from cryptopipe_dagster.lib.warehouse.tables import (
     BIGQUERY,

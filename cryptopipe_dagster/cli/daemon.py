@@ -1,0 +1,133 @@
+"""The Dagster daemon as a deployment runs it, for the demo, the freshness benchmark and tests.
+
+`dagster-daemon run` on the local instance with the project's workspace, and market_data_sensor
+turned on with the same command the README gives users (`dagster sensor start`). The sensor's
+ticks then run in the daemon's code server process, exactly as under `make dev` or on Kubernetes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from cryptopipe_dagster.cli.instance import DAGSTER_YAML
+from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
+from cryptopipe_dagster.lib.errors import ConfigError
+from cryptopipe_dagster.lib.pubsub.emulator import EMULATOR_HOST_ENV
+from cryptopipe_dagster.lib.settings import PACKAGE_DIR, Settings
+
+WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
+SENSOR = "market_data_sensor"
+STOP_GRACE_S = 15.0  # for the daemon itself; its code server gets the process tree's short linger
+
+
+def _dagster_command(*args: str) -> list[str]:
+    # The console scripts beside this interpreter: the daemon runs in the project's own environment.
+    return [str(Path(sys.executable).parent / args[0]), *args[1:]]
+
+
+class LiveLoaderDaemon:
+    """`dagster-daemon run` with market_data_sensor on; stops the daemon and its code servers on exit."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> LiveLoaderDaemon:
+        return self.start()
+
+    def start(self) -> LiveLoaderDaemon:
+        """Start the daemon, then turn the sensor on (returns once the sensor is on)."""
+        initialize_instance(self.env["DAGSTER_HOME"])
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            _dagster_command("dagster-daemon", "run", "-w", str(WORKSPACE), "--log-level", "warning"),
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        log.close()
+        try:
+            start_sensor(self.env)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def alive(self) -> bool:
+        """Whether the daemon process is still running."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGINT to the daemon's process group, then whatever of its tree is left (the code server
+        waits for a running tick) is terminated. Stopping mid-tick is safe: nothing is acked before
+        it is landed, and a landed batch is loaded by the next tick."""
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        stop_tree(
+            ProcessTree(process.pid),
+            lambda: _signal_group(process.pid, signal.SIGINT),
+            lambda: process.poll() is not None,
+            graceful_s=STOP_GRACE_S,
+        )
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def daemon_env(
+    settings: Settings, emulator_host: str, project: str, dagster_home: Path | None = None
+) -> dict[str, str]:
+    """What the daemon's code server needs to find the emulator, the warehouse and the instance
+    (`dagster_home`, default settings.dagster_home, gets its dagster.yaml if it has none)."""
+    home = dagster_home or settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return {
+        EMULATOR_HOST_ENV: emulator_host,
+        "CRYPTOPIPE_PUBSUB_PROJECT": project,
+        "CRYPTOPIPE_HOME": str(settings.home),
+        "CRYPTOPIPE_DUCKDB_PATH": str(settings.duckdb_path),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def initialize_instance(dagster_home: str) -> None:
+    """Create the instance's storage once, here: the daemon and `dagster sensor start` both open a
+    new SQLite instance at the same moment and would race to create its tables."""
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
+        instance.get_runs_count()
+        instance.all_instigator_state()
+        instance.fetch_materializations(dg.AssetKey(["raw", "trades"]), limit=1)
+
+
+def start_sensor(env: dict[str, str]) -> None:
+    """`dagster sensor start market_data_sensor` on the instance of `env`'s DAGSTER_HOME."""
+    done = subprocess.run(
+        _dagster_command("dagster", "sensor", "start", SENSOR, "-w", str(WORKSPACE)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"dagster sensor start {SENSOR} failed: {(done.stderr or done.stdout)[-500:]}")
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
