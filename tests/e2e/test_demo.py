@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -116,3 +117,19 @@ def test_demo_builds_the_marts_for_every_demo_market(demo_home):
         {},
     )
     assert latest["n"].iloc[0] == 3  # the three Bitstamp markets on their last recorded day
+
+
+def test_demo_live_run_was_loaded_by_the_sensor_under_the_daemon(demo_home):
+    """The same mechanism as a deployment: runless raw/trades materializations from the sensor's
+    ticks (the daemon evaluated it), no loader run, and the ledger holds every loaded batch."""
+    with dg.DagsterInstance.from_config(str(demo_home / "dagster")) as instance:
+        records = instance.fetch_materializations(dg.AssetKey(["raw", "trades"]), limit=1000).records
+        assert records and all(record.run_id == "" for record in records)
+        inserted = sum(record.asset_materialization.metadata["inserted"].value for record in records)
+        assert inserted == 1200  # 400 trades on each of the three markets, inserted once
+        loader_runs = instance.get_runs(dg.RunsFilter(job_name="microbatch_job"))
+        assert loader_runs == []
+    ledger = DuckDBWarehouse(demo_home / "warehouse.duckdb").query_df(
+        "select count(*) as pending from ops.landed_batches", {}
+    )
+    assert ledger["pending"].iloc[0] == 0
