@@ -21,6 +21,7 @@ from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.emulator import EMULATOR_HOST_ENV
 from cryptopipe_dagster.lib.settings import PACKAGE_DIR, Settings
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
 
 WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
 SENSOR = "market_data_sensor"
@@ -104,6 +105,16 @@ def daemon_env(
         "CRYPTOPIPE_DUCKDB_PATH": str(settings.duckdb_path),
         "DAGSTER_HOME": str(home),
     }
+
+
+def events_cover_ledger(instance: dg.DagsterInstance, landing: LandingArea) -> bool:
+    """Whether a runless raw/trades materialization was reported after the newest loaded trade batch,
+    i.e. the sensor's events account for everything it loaded (it reports every few seconds)."""
+    last_loaded = landing.last_loaded_at("trades")
+    if last_loaded is None:
+        return True
+    records = instance.fetch_materializations(dg.AssetKey(["raw", "trades"]), limit=1).records
+    return bool(records) and records[0].timestamp >= last_loaded.timestamp()
 
 
 def initialize_instance(dagster_home: str) -> None:

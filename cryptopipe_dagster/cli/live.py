@@ -21,7 +21,7 @@ import pandas as pd
 from rich.console import Console
 
 from cryptopipe_dagster.cli.collect import collector_settings, run_until_signal
-from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env
+from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env, events_cover_ledger
 from cryptopipe_dagster.cli.instance import prepare_dagster_home
 from cryptopipe_dagster.cli.simulator_process import simulator_is_up, start_simulator, stop_simulator
 from cryptopipe_dagster.defs.streaming.resources import LOCAL_PROJECT
@@ -33,6 +33,7 @@ from cryptopipe_dagster.lib.logs import configure_json_logging
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
 from cryptopipe_dagster.lib.settings import Settings, load_settings
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 from cryptopipe_dagster.simulator.derived import streamable_markets
 
@@ -46,6 +47,7 @@ LIVE_FAULTS = (
     "ws_duplicate@40,ws_out_of_order@80,ws_malformed@120,ws_disconnect@160,ws_stall@240,ws_burst@300"
 )
 TIMEOUT_S = 180
+EVENTS_TIMEOUT_S = 60  # the sensor reports every 5 s; a tick returns within its 30 s budget
 RECORDED_STREAMABLE = 5  # markets the recordings stream as recorded; more are derived (simulator/derived.py)
 MAX_LIVE_MARKETS = 500
 
@@ -122,6 +124,7 @@ def run_live(
             _post(exchange_api_url, "/_sim/faults", {"spec": LIVE_FAULTS, "stall_seconds": 2.0})
             start_replay(exchange_api_url, LIVE_SPEED, LIVE_START, LIVE_TRADES)
             report = _collect_until_loaded(settings, exchange_api_url, warehouse, daemon, console, started)
+            _wait_for_events(instance, LandingArea(settings.duckdb_path), console)
         finally:
             daemon.stop()
     _post(exchange_api_url, "/_sim/faults", {"spec": ""})
@@ -176,6 +179,16 @@ def _collect_until_loaded(
     if not daemon.alive():
         raise ConfigError("the Dagster daemon stopped; see CRYPTOPIPE_HOME/logs/demo-daemon.log")
     return report
+
+
+def _wait_for_events(instance: dg.DagsterInstance, landing: LandingArea, console: Console) -> None:
+    """Until the sensor has reported everything it loaded (the UI's history is complete)."""
+    deadline = time.monotonic() + EVENTS_TIMEOUT_S
+    with console.status("live: waiting for the sensor's runless events"):
+        while not events_cover_ledger(instance, landing):
+            if time.monotonic() > deadline:
+                raise ConfigError("market_data_sensor did not report what it loaded; see the daemon's log")
+            time.sleep(0.5)
 
 
 def sensor_materializations(instance: dg.DagsterInstance, started_at: float) -> int:

@@ -11,10 +11,11 @@ import dagster as dg
 import pytest
 import requests
 
-from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env
+from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env, events_cover_ledger
 from cryptopipe_dagster.lib.collector import Collector
 from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.settings import load_settings
+from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.e2e.live_helpers import (
     EXCHANGES,
@@ -68,6 +69,11 @@ def test_daemon_loads_every_trade_exactly_once_through_a_burst(
             time.sleep(1.0)
         report = running.stop()
         time.sleep(6)  # one more tick: anything the collector flushed on stop is loaded, nothing twice
+        with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+            deadline = time.monotonic() + 60
+            while not events_cover_ledger(instance, LandingArea(duckdb_path)):
+                assert time.monotonic() < deadline, "the sensor did not report what it loaded"
+                time.sleep(0.5)
     stored = stored_trades(duckdb_path)
     assert not stored.duplicated(["exchange", "symbol", "trade_id"]).any()
     for exchange in EXCHANGES:

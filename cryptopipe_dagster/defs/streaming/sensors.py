@@ -2,11 +2,13 @@
 
 No run per micro-batch: launching a run costs a process (or a pod) and seconds, which at live rates
 piles up into a run queue that never drains. The tick loads in the sensor's own process
-(lib/streaming/stream_loader.py) and reports what it loaded as runless asset events: one
-materialization of raw/trades per tick (rows, duplicates, dead letters, publish -> load latency),
-one of each raw/candles partition live candles touched, and the `live_batches_valid` check. Runs stay
-for bounded work (backfills, dbt, reconciliation, the manual catch-up loads in assets.py).
+(lib/streaming/stream_loader.py) and reports what it loaded as runless asset events, every 5 s
+and at the tick's end: a materialization of raw/trades (rows, duplicates, dead letters, publish ->
+load latency), one of each raw/candles partition live candles touched, and the `live_batches_valid`
+check. Runs stay for bounded work (backfills, dbt, reconciliation, the manual catch-up loads in assets.py).
 """
+
+import time
 
 import dagster as dg
 
@@ -20,18 +22,23 @@ from cryptopipe_dagster.defs.streaming.assets import (
 from cryptopipe_dagster.defs.streaming.resources import LOADER_LOCK_WAIT_S, PubSubResource
 from cryptopipe_dagster.lib.errors import WarehouseBusy
 from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.lib.streaming.loader import KINDS, LoadCounts
 from cryptopipe_dagster.lib.streaming.stream_loader import StreamLoader, TickReport
 
 RAW_TRADES = dg.AssetKey(["raw", "trades"])
+REPORT_INTERVAL_S = 5.0
 RAW_CANDLES = dg.AssetKey(["raw", "candles"])
 
 
-def tick_asset_events(report: TickReport) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """The runless events one tick reports: what it loaded, and whether every record passed."""
+def tick_asset_events(
+    report: TickReport, seconds: float
+) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """The runless events for what `report` holds: what was loaded over the last `seconds`, and
+    whether every record passed."""
     events: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
     trades = report.loads["trades"]
     if trades.batches:
-        metadata = {**loaded_metadata(trades), "tick_seconds": round(report.seconds, 1)}
+        metadata = {**loaded_metadata(trades), "seconds": round(seconds, 1)}
         events.append(
             dg.AssetMaterialization(
                 asset_key=RAW_TRADES,
@@ -63,6 +70,32 @@ def tick_asset_events(report: TickReport) -> list[dg.AssetMaterialization | dg.A
     return events
 
 
+class LoadReporter:
+    """Reports what the loop loaded as runless events every `interval_s` while the tick runs (the
+    rest goes back with the tick's result). A tick cut short, by a daemon restart or a replaced code
+    server, then loses at most that much of the UI's history; the rows are durable either way."""
+
+    def __init__(self, instance: dg.DagsterInstance, interval_s: float = REPORT_INTERVAL_S) -> None:
+        self.instance, self.interval_s = instance, interval_s
+        self._since = time.monotonic()
+        self.rows = 0
+
+    def __call__(self, report: TickReport) -> None:
+        """StreamLoader's per-iteration hook."""
+        if time.monotonic() - self._since >= self.interval_s:
+            for event in self.take(report):
+                self.instance.report_runless_asset_event(event)
+
+    def take(self, report: TickReport) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+        """The events for what was loaded since the last take; the report starts counting afresh."""
+        events = tick_asset_events(report, time.monotonic() - self._since)
+        self.rows += report.rows
+        report.loads = {kind: LoadCounts() for kind in KINDS}
+        report.publish_to_load_ms = []
+        self._since = time.monotonic()
+        return events
+
+
 @dg.sensor(
     # Ticks run back to back: each one loads for PubSubResource.tick_budget_s seconds.
     minimum_interval_seconds=1,
@@ -91,16 +124,17 @@ def market_data_sensor(
             max_messages=pubsub.max_messages,
             pull_wait_s=pubsub.pull_wait_s,
         )
-        report = loader.run(pubsub.tick_budget_s)
+        reporter = LoadReporter(context.instance)
+        report = loader.run(pubsub.tick_budget_s, on_iteration=reporter)
+    events = reporter.take(report)
     context.log.info(
         "market_data_sensor %s rows=%d iterations=%d seconds=%.1f stopped_early=%s",
         report.counters(),
-        report.rows,
+        reporter.rows,
         report.iterations,
         report.seconds,
         report.stopped_early,
     )
-    events = tick_asset_events(report)
     if not events:
         return dg.SkipReason(
             report.stopped_early or f"nothing to load ({report.pulled} messages, {report.seconds:.0f}s)"

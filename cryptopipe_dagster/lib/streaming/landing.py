@@ -200,6 +200,14 @@ class LandingArea(DuckDBConnections):
                 {"since": since},
             ).df()
 
+    def last_loaded_at(self, kind: str) -> pd.Timestamp | None:
+        """When the newest batch of `kind` was loaded (None before the first)."""
+        with self._tables() as connection:
+            (last,) = connection.execute(
+                f"SELECT max(loaded_at) FROM {LOADED_BATCHES} WHERE kind = $kind", {"kind": kind}
+            ).fetchone()
+        return None if last is None else pd.Timestamp(last).tz_convert("UTC")
+
     def prune_ledger(self, older_than: pd.Timestamp) -> int:
         """Delete ledger rows loaded before `older_than` (the ledger is for recent figures); count."""
         with self._tables() as connection:
