@@ -35,6 +35,7 @@ from cryptopipe_dagster.lib.warehouse.base import Warehouse
 from cryptopipe_dagster.lib.warehouse.duckdb_connection import WarehouseBusy
 
 log = logging.getLogger("cryptopipe.streaming.loader")
+LEDGER_RETENTION = pd.Timedelta(days=2)
 EDGE_DEAD_LETTERS = "dead_letters"  # records the collector rejected: written straight to ops.dead_letters
 
 
@@ -99,6 +100,8 @@ class StreamLoader:
         deadline = started + budget_s
         report = TickReport()
         try:
+            # The ledger is for recent figures (freshness, backlog): keep it from growing for ever.
+            self.landing.prune_ledger(pd.Timestamp.now(tz="UTC") - LEDGER_RETENTION)
             self._load_landed(report)  # what a crashed or busy tick left behind
             while True:
                 report.iterations += 1

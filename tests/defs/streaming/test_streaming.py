@@ -159,6 +159,16 @@ def test_crash_between_merge_and_ledger_loads_exactly_once(market_data_project, 
     assert landing.pending_batches().empty
 
 
+def test_the_ledger_keeps_two_days(market_data_project, resources, duckdb_path):
+    _publish(market_data_project, [trades_frame(n=3)])
+    _tick(resources)
+    landing = LandingArea(duckdb_path)
+    assert len(landing.loaded_batches()) == 1
+    assert landing.prune_ledger(pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=2)) == 0
+    assert landing.prune_ledger(pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1)) == 1
+    assert landing.loaded_batches().empty and len(_stored_trades(duckdb_path)) == 3
+
+
 def test_landing_is_idempotent_per_batch_id(market_data_project, subscriber, duckdb_path):
     _publish(market_data_project, [trades_frame(n=3)])
     pulled = pull_batch(
