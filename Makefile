@@ -2,6 +2,7 @@
 # SQLite Dagster instance, exchange simulator); CRYPTOPIPE_ENV=prod switches resources.
 SHELL := /bin/bash
 VENV ?= .venv
+BQ_VENV ?= .venv-bqemulator
 BIN := $(VENV)/bin
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export CRYPTOPIPE_HOME ?= $(CURDIR)/.cryptopipe
@@ -9,6 +10,7 @@ export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 MARKETS ?= 3
+WAREHOUSE ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test bench dev live sim docs lint format clean
@@ -16,15 +18,21 @@ MARKETS ?= 3
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## Create .venv and install the locked dependencies (uv; installed if missing).
+install: $(VENV)/.installed $(BQ_VENV)/.installed ## Create .venv (locked dependencies) and .venv-bqemulator (the BigQuery emulator, pinned).
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --extra dev --python python3
 	@touch $@
 
-demo: install ## Backfill + dbt marts + a bounded live run (WebSocket -> Pub/Sub -> sensor under the Dagster daemon -> DuckDB); summary.
-	$(BIN)/cryptopipe demo
+# The BigQuery emulator needs pandas 3 and DuckDB 1.5.5; the pipeline pins pandas<3: its own venv.
+$(BQ_VENV)/.installed: .ci/bqemulator-requirements.txt | $(VENV)/.installed
+	$(UV) venv --quiet --allow-existing $(BQ_VENV) --python python3
+	$(UV) pip install --quiet --python $(BQ_VENV)/bin/python -r .ci/bqemulator-requirements.txt
+	@touch $@
+
+demo: install ## Backfill + dbt marts + bounded live run (WebSocket -> Pub/Sub -> sensor under the daemon) into DuckDB; WAREHOUSE=bigquery: a BigQuery emulator.
+	$(if $(WAREHOUSE),CRYPTOPIPE_WAREHOUSE=$(WAREHOUSE) )$(BIN)/cryptopipe demo
 
 test: install ## Run the whole test suite.
 	$(BIN)/pytest $(PYTEST_ARGS)

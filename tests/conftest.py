@@ -8,8 +8,8 @@ import pytest
 
 from cryptopipe_dagster.lib.settings import load_settings
 
-# The Pub/Sub emulator fixtures serve tests in several folders; one emulator per session.
-pytest_plugins = ["tests.pubsub_fixtures"]
+# The emulator fixtures (Pub/Sub, BigQuery) serve tests in several folders; one of each per session.
+pytest_plugins = ["tests.pubsub_fixtures", "tests.bigquery_fixtures"]
 
 DATA_DIR = load_settings().data_dir  # CRYPTOPIPE_DATA_DIR, else ../shared/data beside the repo
 

@@ -47,8 +47,8 @@ from cryptopipe_dagster.lib.collector.checkpoint import start_checkpoint
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
 from cryptopipe_dagster.lib.settings import load_settings
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
 from cryptopipe_dagster.simulator.clock import iso_ms, parse_instant
 from cryptopipe_dagster.simulator.derived import streamable_markets
 
@@ -179,7 +179,7 @@ def _queryable_times(duckdb_path: Path) -> pd.DataFrame:
     trades = DuckDBWarehouse(duckdb_path).query_df(
         "select exchange, symbol, trade_id, ts, ingested_at, source from raw.trades"
     )
-    ledger = LandingArea(duckdb_path).loaded_batches()
+    ledger = DuckDBLanding(duckdb_path).loaded_batches()
     ledger = ledger[ledger["kind"] == "trades"]
     first = ledger.groupby(["exchange", "symbol", "ingested_at", "source"], as_index=False).agg(
         published_at=("published_at", "min"), loaded_at=("loaded_at", "min")

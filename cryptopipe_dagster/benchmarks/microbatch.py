@@ -26,9 +26,9 @@ from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.puller import ack, pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import LOADER_SUBSCRIPTION, ensure_topology
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.streaming.loader import load_pending
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
 
 NAME = "microbatch_latency"
 RECORDS = 10_000
@@ -80,7 +80,7 @@ def run(data_dir: Path, batches: int = 50) -> list[Record]:
         say(f"{NAME}: per-row validate + transaction: {per_row * 1000:.2f} ms per record")
         store = DuckDBWarehouse(work / "warehouse.duckdb")
         store.ensure_schema()
-        landing = LandingArea(store.path)
+        landing = DuckDBLanding(store.path)
         subscription = f"projects/{PROJECT}/subscriptions/{LOADER_SUBSCRIPTION}"
         total_s, after_pull_s, pull_s, stages = [], [], [], []
         with pubsub_v1.SubscriberClient() as subscriber:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -223,18 +224,55 @@ def backfill(
 
 
 @app.command()
+def doctor(
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds each API call may take, retries included.")
+    ] = 10.0,
+) -> None:
+    """Check the configured environment without writing anything: warehouse tables (schema,
+    partitioning, clustering), Pub/Sub topics and subscriptions, and the credentials' permissions.
+    One line per problem; exit 2 if there is any, 0 with a short summary otherwise."""
+    from cryptopipe_dagster.cli.doctor import doctor_command
+
+    try:
+        code = doctor_command(timeout, console)
+    except CryptopipeError as error:
+        fail(error)
+    raise typer.Exit(code=code)
+
+
+@app.command()
 def demo(
     port: Annotated[int, typer.Option(help="Port for the demo's exchange simulator (0: any free).")] = 0,
 ) -> None:
-    """Start the simulator, backfill the demo markets of the markets file, print a summary."""
-    from cryptopipe_dagster.cli.runner import demo_command
+    """Start the simulator, backfill the demo markets of the markets file, print a summary.
 
-    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the simulator and the emulator stop too.
+    With CRYPTOPIPE_WAREHOUSE=bigquery and no CRYPTOPIPE_BIGQUERY_ENDPOINT, a BigQuery emulator is
+    started for the run (and stopped after): the same pipeline on BigQuery's SQL, no cloud account."""
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the simulator and the emulators stop too.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
-        demo_command(port, console)
+        with _demo_bigquery():
+            # Imported inside: the Dagster definitions read the warehouse settings when loaded.
+            from cryptopipe_dagster.cli.runner import demo_command
+
+            demo_command(port, console)
     except CryptopipeError as error:
         fail(error)
+
+
+@contextlib.contextmanager
+def _demo_bigquery():
+    """The demo's own BigQuery emulator when BigQuery is asked for without an endpoint."""
+    wants_bigquery = os.environ.get("CRYPTOPIPE_WAREHOUSE", "").strip().lower() == "bigquery"
+    if not wants_bigquery or os.environ.get("CRYPTOPIPE_BIGQUERY_ENDPOINT"):
+        yield
+        return
+    from cryptopipe_dagster.lib.warehouse.bigquery_emulator import emulator_environment
+
+    with console.status("starting the BigQuery emulator"), emulator_environment() as emulator:
+        console.print(f"BigQuery emulator on {emulator.endpoint} (project {emulator.project})")
+        yield
 
 
 @app.command()

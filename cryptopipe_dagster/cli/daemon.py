@@ -20,8 +20,8 @@ from cryptopipe_dagster.cli.instance import DAGSTER_YAML
 from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.emulator import EMULATOR_HOST_ENV
-from cryptopipe_dagster.lib.settings import PACKAGE_DIR, Settings
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.lib.settings import PACKAGE_DIR, Settings, warehouse_env
+from cryptopipe_dagster.lib.warehouse import LandingArea
 
 WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
 SENSOR = "market_data_sensor"
@@ -104,6 +104,7 @@ def daemon_env(
         "CRYPTOPIPE_HOME": str(settings.home),
         "CRYPTOPIPE_DUCKDB_PATH": str(settings.duckdb_path),
         "DAGSTER_HOME": str(home),
+        **warehouse_env(settings),
     }
 
 

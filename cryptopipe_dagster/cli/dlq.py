@@ -17,11 +17,9 @@ PAYLOAD_CHARS = 60
 
 def _warehouse():
     from cryptopipe_dagster.lib.settings import load_settings
-    from cryptopipe_dagster.lib.warehouse.duckdb import DuckDBWarehouse
+    from cryptopipe_dagster.lib.warehouse import open_warehouse
 
-    warehouse = DuckDBWarehouse(load_settings().duckdb_path)
-    warehouse.ensure_schema()
-    return warehouse
+    return open_warehouse(load_settings())  # CRYPTOPIPE_WAREHOUSE: DuckDB or BigQuery
 
 
 def _text(value: object) -> str:

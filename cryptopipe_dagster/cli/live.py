@@ -33,8 +33,7 @@ from cryptopipe_dagster.lib.logs import configure_json_logging
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
 from cryptopipe_dagster.lib.settings import Settings, load_settings
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse import LandingArea, Warehouse, open_warehouse
 from cryptopipe_dagster.simulator.derived import streamable_markets
 
 LIVE_START = "2019-10-17T05:00:00Z"  # inside the recordings and the demo's 1m backfill
@@ -100,11 +99,8 @@ def _replay_done(base_url: str) -> bool:
     return all(tuple(m.split(":")) in stopped for m in LIVE_MARKETS)
 
 
-def _loaded(warehouse: DuckDBWarehouse) -> dict[str, int]:
-    counts = warehouse.query_df(
-        "select exchange || ':' || symbol as market, count(*) as n from raw.trades group by all", {}
-    )
-    return dict(zip(counts["market"], counts["n"].astype(int), strict=True))
+def _loaded(warehouse: Warehouse) -> dict[str, int]:
+    return warehouse.trade_counts(since=pd.Timestamp(LIVE_START))
 
 
 def run_live(
@@ -113,8 +109,7 @@ def run_live(
     """Replay, collect, and load with the Dagster daemon and market_data_sensor, as deployed;
     raises ConfigError when trades are missing at the end."""
     started = time.monotonic()
-    warehouse = DuckDBWarehouse(settings.duckdb_path)
-    warehouse.ensure_schema()
+    warehouse = open_warehouse(settings)
     with PubSubEmulator() as emulator:
         ensure_topology(LOCAL_PROJECT)
         env = daemon_env(settings, emulator.host, LOCAL_PROJECT, prepare_dagster_home(settings))
@@ -124,7 +119,7 @@ def run_live(
             _post(exchange_api_url, "/_sim/faults", {"spec": LIVE_FAULTS, "stall_seconds": 2.0})
             start_replay(exchange_api_url, LIVE_SPEED, LIVE_START, LIVE_TRADES)
             report = _collect_until_loaded(settings, exchange_api_url, warehouse, daemon, console, started)
-            _wait_for_events(instance, LandingArea(settings.duckdb_path), console)
+            _wait_for_events(instance, warehouse.landing(), console)
         finally:
             daemon.stop()
     _post(exchange_api_url, "/_sim/faults", {"spec": ""})
@@ -140,7 +135,7 @@ def run_live(
 def _collect_until_loaded(
     settings: Settings,
     exchange_api_url: str,
-    warehouse: DuckDBWarehouse,
+    warehouse: Warehouse,
     daemon: LiveLoaderDaemon,
     console: Console,
     started: float,

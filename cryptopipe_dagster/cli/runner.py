@@ -6,6 +6,7 @@ import datetime as dt
 import os
 
 import dagster as dg
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -24,24 +25,11 @@ from cryptopipe_dagster.lib.markets_config import (
     validate_timeframes,
 )
 from cryptopipe_dagster.lib.settings import Settings, load_settings
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse import open_warehouse
 
 BACKFILL_JOB = "historical_candles_job"
 TRANSFORM_JOB = "transform_job"
 RECONCILIATION_JOB = "trade_reconciliation_job"
-LATEST_INDICATORS_SQL = """
-select exchange, symbol, timeframe, strftime(ts at time zone 'UTC', '%Y-%m-%d %H:%M') as ts_utc, close,
-       round(sma_20, 2) as sma_20, round(ema_20, 2) as ema_20, round(rsi_14, 1) as rsi_14,
-       round(macd, 2) as macd, round(bb_upper, 2) as bb_upper, round(bb_lower, 2) as bb_lower,
-       round(atr_14, 2) as atr_14, round(vwap_24, 2) as vwap_24
-from (
-    select '1h' as timeframe, * from marts.indicators_1h
-    union all by name
-    select '1d' as timeframe, * from marts.indicators_1d
-)
-qualify row_number() over (partition by exchange, symbol, timeframe order by ts desc) = 1
-order by exchange, symbol, timeframe
-"""
 
 
 def load_job(name: str = BACKFILL_JOB) -> dg.JobDefinition:
@@ -118,7 +106,7 @@ def demo_command(port: int, console: Console) -> None:
         reconciliation = reconcile_live(instance, console)
     finally:
         stop_simulator(simulator)
-    print_summary(settings, totals, console)
+    print_summary(settings, markets, totals, console)
     print_live_summary(settings, live, reconciliation, console)
 
 
@@ -151,15 +139,10 @@ def configured_exchanges() -> list[str]:
 
 def print_live_summary(settings: Settings, live: LiveResult, reconciliation: dict, console: Console) -> None:
     """Trades per market (emitted vs loaded), what the collector survived, the reconciliation."""
-    warehouse = DuckDBWarehouse(settings.duckdb_path)
-    per_market = warehouse.query_df(
-        "select exchange, symbol, count(*) as trades, count(*) filter (where source = 'rest') as via_rest, "
-        "strftime(min(ts) at time zone 'UTC', '%Y-%m-%d %H:%M:%S') as first_utc, "
-        "strftime(max(ts) at time zone 'UTC', '%Y-%m-%d %H:%M:%S') as last_utc "
-        "from raw.trades group by all order by all",
-        {},
-    )
-    console.print(rich_table("raw.trades (live path)", per_market))
+    warehouse = open_warehouse(settings)
+    start = pd.Timestamp(LIVE_START)
+    per_market = warehouse.market_summary("raw.trades", start, start + pd.Timedelta(days=1))
+    console.print(rich_table("raw.trades (live path)", _utc_text(per_market, "%Y-%m-%d %H:%M:%S")))
     report = live.report
     console.print(
         f"live: {sum(live.emitted.values()):,} trades emitted, {sum(live.loaded.values()):,} in raw.trades "
@@ -174,6 +157,11 @@ def print_live_summary(settings: Settings, live: LiveResult, reconciliation: dic
         f"{reconciliation.get('minutes_compared', 0)} minutes compared, "
         f"{reconciliation.get('minutes_mismatched', 0)} mismatched"
     )
+    if settings.bigquery_endpoint and not reconciliation.get("passed"):
+        console.print(
+            "  on a BigQuery emulator: volume and last-half-second price mismatches come from its "
+            "rounding (BIGNUMERIC, UNIX_SECONDS): README, 'BigQuery emulator gaps'"
+        )
     console.print("run it continuously: README, section 'Live path'")
 
 
@@ -200,25 +188,48 @@ def rich_table(title: str, frame) -> Table:
     return table
 
 
-def print_summary(settings: Settings, totals: dict[str, int], console: Console) -> None:
+_UTC_NAMES = {"first_ts": "first_utc", "last_ts": "last_utc", "ts": "ts_utc"}
+
+
+def _utc_text(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    """Timestamp columns as UTC text (first_ts -> first_utc, ...), for a table people read."""
+    shown = frame.copy()
+    for column in set(_UTC_NAMES) & set(shown.columns):
+        shown[column] = pd.to_datetime(shown[column], utc=True).dt.strftime(fmt)
+    return shown.rename(columns=_UTC_NAMES)
+
+
+def print_summary(
+    settings: Settings, markets: MarketsConfig, totals: dict[str, int], console: Console
+) -> None:
     """Rows per market, dead letters, duplicates dropped, where the data lives, how to see it."""
-    warehouse = DuckDBWarehouse(settings.duckdb_path)
-    per_market = warehouse.query_df(
-        "select exchange, symbol, timeframe, count(*) as candles, "
-        "strftime(min(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as first_utc, "
-        "strftime(max(ts) at time zone 'UTC', '%Y-%m-%d %H:%M') as last_utc "
-        "from raw.candles group by all order by all",
-        {},
+    warehouse = open_warehouse(settings)
+    first = pd.Timestamp(min(spec.start for spec in markets.demo), tz="UTC")
+    last = pd.Timestamp(max(spec.end for spec in markets.demo), tz="UTC")
+    per_market = warehouse.market_summary("raw.candles", first, last)
+    console.print(rich_table("raw.candles", _utc_text(per_market, "%Y-%m-%d %H:%M")))
+    indicators = warehouse.latest_indicators(since=first).round(
+        {
+            "sma_20": 2,
+            "ema_20": 2,
+            "rsi_14": 1,
+            "macd": 2,
+            "bb_upper": 2,
+            "bb_lower": 2,
+            "atr_14": 2,
+            "vwap_24": 2,
+        }
     )
-    console.print(rich_table("raw.candles", per_market))
-    indicators = warehouse.query_df(LATEST_INDICATORS_SQL, {})
-    console.print(rich_table("latest indicators (marts.indicators_1h / _1d)", indicators))
-    dead = warehouse.query_df("select reason_code, count(*) as n from ops.dead_letters group by all", {})
+    console.print(
+        rich_table("latest indicators (marts.indicators_1h / _1d)", _utc_text(indicators, "%Y-%m-%d %H:%M"))
+    )
+    dead = warehouse.dead_letters(limit=None)
     console.print(
         f"this run: rows loaded={totals.get('rows', 0):,} already present="
         f"{totals.get('already_present', 0):,} duplicates dropped={totals.get('duplicates_dropped', 0):,}"
         f" dead letters={totals.get('dead_letters', 0):,}"
     )
-    console.print(f"dead letters in ops.dead_letters: {int(dead['n'].sum()) if not dead.empty else 0}")
-    console.print(f"warehouse: {settings.duckdb_path}  (duckdb {settings.duckdb_path} -c 'from raw.candles')")
+    by_reason = dead["reason_code"].value_counts().to_dict() if len(dead) else {}
+    console.print(f"dead letters in ops.dead_letters: {len(dead)} {by_reason or ''}".rstrip())
+    console.print(f"warehouse: {warehouse.display_name}")
     console.print(f"Dagster instance: {settings.dagster_home}  -> `make dev`, then http://127.0.0.1:3000")

@@ -2,34 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ccxt
 import dagster as dg
+from dagster_gcp import BigQueryResource
+from google.cloud import bigquery
 
-from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.exchanges.clients import RetryPolicy, create_exchange
 from cryptopipe_dagster.lib.markets_config import MarketsConfig, load_markets_config
 from cryptopipe_dagster.lib.settings import Settings, load_settings
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse, Warehouse
+from cryptopipe_dagster.lib.warehouse.bigquery import BigQueryWarehouse
+from cryptopipe_dagster.lib.warehouse.bigquery_client import emulator_client
 from cryptopipe_dagster.lib.warehouse.duckdb_connection import LOCK_WAIT_S
+
+# Asset kinds name the configured warehouse, so the UI shows where the tables live.
+WAREHOUSE_KIND = load_settings().warehouse
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The warehouse behind one interface: DuckDB locally, BigQuery in prod."""
+    """The DuckDB warehouse (CRYPTOPIPE_WAREHOUSE=duckdb, the local default)."""
 
     backend: str = "duckdb"
     duckdb_path: str = ""
 
     def get_warehouse(self, lock_wait_s: float = LOCK_WAIT_S) -> Warehouse:
-        """The configured warehouse, schema ensured; `lock_wait_s` bounds every wait for a DuckDB file
+        """The warehouse, schema ensured; `lock_wait_s` bounds every wait for a DuckDB file
         another process holds (WarehouseBusy after it)."""
-        if self.backend == "duckdb":
-            path = self.duckdb_path or str(load_settings().duckdb_path)
-            warehouse = DuckDBWarehouse(path, lock_wait_s=lock_wait_s)
-            warehouse.ensure_schema()
-            return warehouse
-        raise ConfigError(f"warehouse backend {self.backend!r} is not available in this build (use duckdb)")
+        path = self.duckdb_path or str(load_settings().duckdb_path)
+        warehouse = DuckDBWarehouse(path, lock_wait_s=lock_wait_s)
+        warehouse.ensure_schema()
+        return warehouse
+
+
+class BigQueryWarehouseResource(BigQueryResource):
+    """The BigQuery warehouse (CRYPTOPIPE_WAREHOUSE=bigquery): dagster-gcp's BigQueryResource
+    (project, location, credentials) plus the dataset prefix, and an endpoint for an emulator,
+    which dagster-gcp's client cannot point at."""
+
+    dataset_prefix: str = ""
+    endpoint: str = ""
+
+    @contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        if not self.endpoint:
+            with super().get_client() as client:
+                yield client
+            return
+        yield emulator_client(self.endpoint, self.project, self.location)
+
+    def get_warehouse(self, lock_wait_s: float = LOCK_WAIT_S) -> Warehouse:
+        """The warehouse, schema ensured (lock_wait_s: DuckDB's; BigQuery has no file lock)."""
+        with self.get_client() as client:
+            warehouse = BigQueryWarehouse(
+                client, project=self.project, prefix=self.dataset_prefix, location=self.location or "US"
+            )
+        warehouse.ensure_schema()
+        return warehouse
+
+
+def warehouse_resource(settings: Settings) -> dg.ConfigurableResource:
+    """The resource of the configured warehouse (CRYPTOPIPE_WAREHOUSE)."""
+    if settings.warehouse == "bigquery":
+        return BigQueryWarehouseResource(
+            project=settings.gcp_project,
+            location=settings.bq_location,
+            dataset_prefix=settings.bq_dataset_prefix,
+            endpoint=settings.bigquery_endpoint or "",
+        )
+    return WarehouseResource(backend="duckdb", duckdb_path=str(settings.duckdb_path))
 
 
 class ExchangeResource(dg.ConfigurableResource):
@@ -66,16 +110,12 @@ class ExchangeResource(dg.ConfigurableResource):
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """The resource set of an environment."""
-    if settings.env == "local":
-        return {
-            "warehouse": WarehouseResource(backend="duckdb", duckdb_path=str(settings.duckdb_path)),
-            "exchanges": ExchangeResource(
-                exchange_api_url=settings.exchange_api_url or "", markets_file=str(settings.markets_file)
-            ),
-        }
     return {
-        "warehouse": WarehouseResource(backend="bigquery"),
-        "exchanges": ExchangeResource(markets_file=str(settings.markets_file)),
+        "warehouse": warehouse_resource(settings),
+        # In prod load_settings refuses an exchange URL override, so this is the real exchanges.
+        "exchanges": ExchangeResource(
+            exchange_api_url=settings.exchange_api_url or "", markets_file=str(settings.markets_file)
+        ),
     }
 
 

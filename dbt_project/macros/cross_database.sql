@@ -72,6 +72,16 @@
 {%- endmacro %}
 
 
+{#-
+    The first partition date of "all history" (the Unix epoch): the explicit lower bound a full
+    build puts on raw partition columns, because BigQuery tables with require_partition_filter
+    refuse a query without a filter on them. Prunes nothing; no candle or trade predates it.
+-#}
+{% macro all_history_start_date() -%}
+    cast('1970-01-01' as date)
+{%- endmacro %}
+
+
 {#- IEEE double (DuckDB's FLOAT is single precision, so dbt.type_float() is not usable here). -#}
 {% macro double_type() -%}
     {{ return(adapter.dispatch('double_type', 'cryptopipe')()) }}

@@ -76,8 +76,12 @@
 
 {#-
     A boolean SQL expression restricting a read to [start - lookback_seconds, end) and the run's
-    exchanges; "true" when there is no window (a full build). date_column, when given, repeats the
-    time range on the raw partition column so BigQuery prunes partitions.
+    exchanges; "true" when there is no window (a full build). date_column, when given, is the raw
+    table's partition column (reached through views that pass filters down): the time range is
+    repeated on it so BigQuery prunes partitions. Without a time range the read covers all history
+    on purpose, and says so with date_column >= all_history_start_date(): raw.candles and
+    raw.trades require a partition filter on BigQuery (require_partition_filter), which refuses a
+    query without one even when every partition is wanted.
 -#}
 {% macro window_condition(window, ts_column='ts', date_column=none, lookback_seconds=0) -%}
     {%- set conditions = [] -%}
@@ -89,6 +93,8 @@
             {%- do conditions.append(date_column ~ " between " ~ cryptopipe.date_literal(first)
                 ~ " and " ~ cryptopipe.date_literal(window.end - 1)) -%}
         {%- endif -%}
+    {%- elif date_column is not none -%}
+        {%- do conditions.append(date_column ~ " >= " ~ cryptopipe.all_history_start_date()) -%}
     {%- endif -%}
     {%- if window is not none and window.exchanges is not none -%}
         {%- do conditions.append("exchange in ('" ~ window.exchanges | join("', '") ~ "')") -%}
@@ -139,20 +145,23 @@
     wrote (window widened to whole UTC days, so daily bars are covered) and its exchanges; a run
     without window vars tests every row.
 -#}
-{% macro window_test_condition(ts_column='ts') -%}
-    {%- set window = cryptopipe.run_window(86400) -%}
-    {%- if window is none -%}
-        {{ return('true') }}
-    {%- endif -%}
-    {{ return(cryptopipe.window_condition(window, ts_column)) }}
+{% macro window_test_condition(ts_column='ts', date_column=none) -%}
+    {{ return(cryptopipe.window_condition(cryptopipe.run_window(86400), ts_column, date_column)) }}
 {%- endmacro %}
 
 
+{#-
+    A test of a view over raw.candles / raw.trades names the raw partition column it exposes in
+    `meta: {partition_date_column: ...}`, so "__window__" filters on it too (BigQuery requires a
+    partition filter on those tables, also through views).
+-#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where') -%}
     {%- if where -%}
         {%- if '__window__' in where -%}
-            {%- set where = where | replace('__window__', cryptopipe.window_test_condition()) -%}
+            {%- set date_column = (config.get('meta') or {}).get('partition_date_column') -%}
+            {%- set where = where | replace(
+                '__window__', cryptopipe.window_test_condition('ts', date_column)) -%}
         {%- endif -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ where }}) dbt_subquery

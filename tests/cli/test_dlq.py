@@ -1,10 +1,10 @@
-"""`cryptopipe dlq list|replay` on a real DuckDB file: fixed dead letters load once, others stay."""
+"""`cryptopipe dlq list|replay` on each warehouse (a DuckDB file, the BigQuery emulator): fixed dead
+letters load once, others stay."""
 
 from __future__ import annotations
 
 import json
 
-import duckdb
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +13,7 @@ from cryptopipe_dagster.cli import app
 from cryptopipe_dagster.lib.edge.dlq_replay import replay_dead_letters
 from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
 from cryptopipe_dagster.lib.settings import load_settings
-from cryptopipe_dagster.lib.warehouse.duckdb import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse import Warehouse, open_warehouse
 
 runner = CliRunner()
 NOW = pd.Timestamp("2024-01-02T00:00:00Z")
@@ -22,13 +22,14 @@ HOUR = 3_600_000
 EXCHANGE, SYMBOL, TIMEFRAME = "coinbaseexchange", "BTC/USD", "1h"
 
 
-@pytest.fixture
-def warehouse(tmp_path, monkeypatch) -> DuckDBWarehouse:
+@pytest.fixture(params=["duckdb", "bigquery"])
+def warehouse(request, tmp_path, monkeypatch) -> Warehouse:
     """A warehouse holding two candle dead letters: ohlc_inconsistent and non_numeric_value."""
     monkeypatch.setenv("CRYPTOPIPE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CRYPTOPIPE_DUCKDB_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
-    store = DuckDBWarehouse(load_settings().duckdb_path)
-    store.ensure_schema()
+    if request.param == "bigquery":
+        request.getfixturevalue("bigquery_env")  # the CLI reads the same variables
+    store = open_warehouse(load_settings())
     rows = [
         [TS, 100.0, 90.0, 95.0, 98.0, 1.5],  # high < low
         [TS + HOUR, "abc", 110.0, 90.0, 100.0, 2.0],  # a string value
@@ -40,22 +41,29 @@ def warehouse(tmp_path, monkeypatch) -> DuckDBWarehouse:
     return store
 
 
-def _fix_ohlc_payload(store: DuckDBWarehouse) -> str:
+def _fix_ohlc_payload(store: Warehouse) -> str:
     """Simulate a corrected record: rewrite the ohlc_inconsistent payload in place to a valid row."""
     (dead_id,) = store.dead_letters(reason_code="ohlc_inconsistent")["dead_letter_id"]
     fixed = json.dumps([TS, 100.0, 105.0, 95.0, 98.0, 1.5])
-    with duckdb.connect(str(store.path)) as connection:
-        connection.execute(
-            "UPDATE ops.dead_letters SET raw_payload = ? WHERE dead_letter_id = ?", [fixed, dead_id]
-        )
+    p = store.dialect.param
+    sql = (
+        f"UPDATE {store.table_ref('ops.dead_letters')} SET raw_payload = {p('fixed')} "
+        f"WHERE dead_letter_id = {p('id')}"
+    )
+    assert store._execute_count(sql, {"fixed": fixed, "id": str(dead_id)}) == 1
     return dead_id
 
 
-def _candle_count(store: DuckDBWarehouse) -> int:
-    return int(store.query_df("SELECT count(*) AS n FROM raw.candles")["n"].iloc[0])
+def _candles(store: Warehouse) -> pd.DataFrame:
+    everything = (pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+    return store.candles_in_window(None, *everything)
 
 
-def _snapshot(store: DuckDBWarehouse) -> tuple:
+def _candle_count(store: Warehouse) -> int:
+    return len(_candles(store))
+
+
+def _snapshot(store: Warehouse) -> tuple:
     letters = store.dead_letters(limit=None).sort_values("dead_letter_id")
     return _candle_count(store), letters[["dead_letter_id", "replayed_at"]].astype(str).values.tolist()
 
@@ -67,7 +75,7 @@ def test_replay_loads_only_the_fixed_record_once(warehouse):
     assert (stats.considered, stats.loaded, stats.still_invalid) == (2, 1, 1)
     assert stats.still_invalid_reasons == {"non_numeric_value": 1}
 
-    candles = warehouse.query_df("SELECT * FROM raw.candles")
+    candles = _candles(warehouse)
     assert len(candles) == 1
     assert candles[["open", "high", "low", "close"]].iloc[0].tolist() == [100.0, 105.0, 95.0, 98.0]
     assert candles["source"].iloc[0] == "replay"

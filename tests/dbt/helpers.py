@@ -37,6 +37,33 @@ def dbt_env(db_path: Path) -> dict[str, str]:
 
 
 @dataclass
+def run_dbt(
+    args: tuple[str, ...], target: str, work_dir: Path, env: dict[str, str], dbt_vars: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`dbt <args> --target <target>` with its target and log dirs in work_dir (never
+    dbt_project/target); fails the test with dbt's output if dbt fails."""
+    command = [
+        str(BIN / "dbt"),
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT),
+        "--profiles-dir",
+        str(DBT_PROJECT),
+        "--target",
+        target,
+        "--target-path",
+        str(work_dir / "target"),
+        "--log-path",
+        str(work_dir / "logs"),
+    ]
+    if dbt_vars is not None:
+        command += ["--vars", json.dumps(dbt_vars)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    output = result.stdout[-8000:] + result.stderr[-3000:]
+    assert result.returncode == 0, f"dbt {' '.join(args)} --target {target} failed:\n{output}"
+    return result
+
+
 class DbtProjectRun:
     """One warehouse file and the dbt target/log dirs that belong to it (never dbt_project/target)."""
 
@@ -45,28 +72,7 @@ class DbtProjectRun:
 
     def dbt(self, *args: str, dbt_vars: dict | None = None) -> subprocess.CompletedProcess:
         """`dbt <args>` against this warehouse; fails the test with dbt's output if dbt fails."""
-        command = [
-            str(BIN / "dbt"),
-            *args,
-            "--project-dir",
-            str(DBT_PROJECT),
-            "--profiles-dir",
-            str(DBT_PROJECT),
-            "--target",
-            "local",
-            "--target-path",
-            str(self.work_dir / "target"),
-            "--log-path",
-            str(self.work_dir / "logs"),
-        ]
-        if dbt_vars is not None:
-            command += ["--vars", json.dumps(dbt_vars)]
-        result = subprocess.run(
-            command, env=dbt_env(self.db_path), capture_output=True, text=True, timeout=600
-        )
-        output = result.stdout[-6000:] + result.stderr[-3000:]
-        assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{output}"
-        return result
+        return run_dbt(args, "local", self.work_dir, dbt_env(self.db_path), dbt_vars)
 
     def query(self, sql: str) -> pd.DataFrame:
         """A read-only query on the warehouse file (UTC session, as the warehouse code uses)."""

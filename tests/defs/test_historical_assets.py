@@ -1,23 +1,34 @@
-"""dg.materialize of raw/candles partitions into a temp DuckDB, against the simulator."""
+"""dg.materialize of raw/candles partitions into each warehouse (a temp DuckDB file, the BigQuery
+emulator), against the simulator."""
 
 from __future__ import annotations
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from cryptopipe_dagster.defs.historical.assets import raw_candles
 from cryptopipe_dagster.defs.historical.partitions import partition_range_tags
 from cryptopipe_dagster.defs.quality import candle_checks
-from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.defs.resources import ExchangeResource, warehouse_resource
+from cryptopipe_dagster.lib.settings import load_settings
+from cryptopipe_dagster.lib.warehouse import open_warehouse
 
 OP = "raw__candles"
 
 
+@pytest.fixture(params=["duckdb", "bigquery"])
+def settings(request, cryptopipe_home, monkeypatch, tmp_path):
+    if request.param == "bigquery":
+        return request.getfixturevalue("bigquery_env")
+    monkeypatch.setenv("CRYPTOPIPE_DUCKDB_PATH", str(tmp_path / "warehouse.duckdb"))
+    return load_settings()
+
+
 @pytest.fixture
-def resources(simulator, tmp_path):
+def resources(simulator, settings):
     return {
-        "warehouse": WarehouseResource(duckdb_path=str(tmp_path / "warehouse.duckdb")),
+        "warehouse": warehouse_resource(settings),
         "exchanges": ExchangeResource(
             exchange_api_url=simulator.base_url, rate_limit=False, base_delay_s=0.01, max_delay_s=0.05
         ),
@@ -52,7 +63,7 @@ def test_range_run_over_the_outage_reports_the_gap(resources, tmp_path):
     assert checks[candle_checks.SCHEMA].passed
 
 
-def test_single_partition_loads_1m_and_1h_and_rerun_changes_nothing(resources, tmp_path):
+def test_single_partition_loads_1m_and_1h_and_rerun_changes_nothing(resources, settings):
     partition = dg.MultiPartitionKey({"date": "2019-01-05", "exchange": "coinbaseexchange"})
     first = dg.materialize([raw_candles], resources=resources, partition_key=partition)
     again = dg.materialize(
@@ -65,10 +76,12 @@ def test_single_partition_loads_1m_and_1h_and_rerun_changes_nothing(resources, t
     assert first.asset_materializations_for_node(OP)[0].metadata["rows"].value == 1440 + 24
     assert again.asset_materializations_for_node(OP)[0].metadata["rows"].value == 0
     assert all(evaluation.passed for evaluation in checks_by_name(first).values())
-    counts = DuckDBWarehouse(tmp_path / "warehouse.duckdb").query_df(
-        "select timeframe, count(*) as n from raw.candles group by all order by all", {}
-    )
-    assert counts.to_dict("list") == {"timeframe": ["1h", "1m"], "n": [24, 1440]}
+    day = pd.Timestamp("2019-01-05", tz="UTC")
+    counts = open_warehouse(settings).market_summary("raw.candles", day, day)
+    assert counts[["timeframe", "candles"]].to_dict("list") == {
+        "timeframe": ["1h", "1m"],
+        "candles": [24, 1440],
+    }
 
 
 def test_bad_symbol_in_run_config_fails_with_the_value_named(resources):

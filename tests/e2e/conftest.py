@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 
-def run_demo(home: Path) -> subprocess.CompletedProcess:
+def run_demo(home: Path, **extra_env: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "CRYPTOPIPE_HOME": str(home),
@@ -19,6 +19,7 @@ def run_demo(home: Path) -> subprocess.CompletedProcess:
     }
     for inherited in ("CRYPTOPIPE_EXCHANGE_API_URL", "CRYPTOPIPE_DUCKDB_PATH"):
         env.pop(inherited, None)
+    env.update(extra_env)
     return subprocess.run(
         [sys.executable, "-m", "cryptopipe_dagster.cli", "demo"],
         env=env,

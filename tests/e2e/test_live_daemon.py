@@ -15,7 +15,7 @@ from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env, events_c
 from cryptopipe_dagster.lib.collector import Collector
 from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.settings import load_settings
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
 from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.e2e.live_helpers import (
     EXCHANGES,
@@ -71,7 +71,7 @@ def test_daemon_loads_every_trade_exactly_once_through_a_burst(
         time.sleep(6)  # one more tick: anything the collector flushed on stop is loaded, nothing twice
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             deadline = time.monotonic() + 60
-            while not events_cover_ledger(instance, LandingArea(duckdb_path)):
+            while not events_cover_ledger(instance, DuckDBLanding(duckdb_path)):
                 assert time.monotonic() < deadline, "the sensor did not report what it loaded"
                 time.sleep(0.5)
     stored = stored_trades(duckdb_path)

@@ -11,7 +11,7 @@ from cryptopipe_dagster.defs.historical.partitions import (
     exchanges_in_run,
 )
 from cryptopipe_dagster.defs.quality import candle_checks
-from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
+from cryptopipe_dagster.defs.resources import WAREHOUSE_KIND, ExchangeResource, WarehouseResource
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.historical.candle_backfill import (
     BackfillStats,
@@ -91,7 +91,7 @@ def _metadata(runs: list[BackfillStats], latency_ms: float) -> dict:
     group_name="historical",
     partitions_def=daily_exchange_partitions,
     backfill_policy=backfill_policy,
-    kinds={"ccxt", "duckdb", "pandas"},
+    kinds={"ccxt", WAREHOUSE_KIND, "pandas"},
     description="OHLCV candles over REST from every configured market, normalized to the canonical "
     "schema, validated, deduplicated and MERGEd into raw.candles (partitioned by candle_date).",
     check_specs=[

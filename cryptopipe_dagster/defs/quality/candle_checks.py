@@ -41,11 +41,18 @@ def markdown_table(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
     return "\n".join(lines)
 
 
+LISTING_LOOKBACK = pd.Timedelta(days=366)
+
+
 def _completeness_row(warehouse: Warehouse, stats: BackfillStats, now: pd.Timestamp) -> tuple[dict, list]:
     target = stats.target
     end = closed_until(now, target.timeframe, target.end)
     present = warehouse.candle_timestamps(target.exchange, target.symbol, target.timeframe, target.start, end)
-    first_listed = warehouse.first_candle_ts(target.exchange, target.symbol, target.timeframe)
+    # Bounded look back (every warehouse query prunes by date): a market with no candle in the year
+    # before the window counts as not listed yet, so its missing window is not reported as gaps.
+    first_listed = warehouse.first_candle_ts(
+        target.exchange, target.symbol, target.timeframe, since=target.start - LISTING_LOOKBACK
+    )
     start = max(target.start, first_listed) if first_listed is not None else target.start
     expected = expected_candle_count(start, end, target.timeframe) if end > start else 0
     gaps = find_gaps(present, start, end, target.timeframe) if first_listed is not None else []

@@ -32,9 +32,9 @@ LOOKBACK = pd.Timedelta(days=1)  # of event time, back from the newest trade
 def trade_candles_match_rest_candles(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     warehouse = warehouse.get_warehouse()  # the resource opens the configured warehouse
     try:
-        newest = warehouse.query_df("select max(ts) as newest from raw.trades", {})["newest"].iloc[0]
+        newest = warehouse.newest_trade_ts()
         compared = reconcile_trade_candles(
-            warehouse, (newest if pd.notna(newest) else pd.Timestamp.now(tz="UTC")) - LOOKBACK
+            warehouse, (newest if newest is not None else pd.Timestamp.now(tz="UTC")) - LOOKBACK
         )
     except Exception as error:  # noqa: BLE001 - the dbt view may not exist yet: say so in the UI
         return dg.AssetCheckResult(

@@ -17,8 +17,7 @@ from cryptopipe_dagster.defs.historical.partitions import (
     EXCHANGE_DIMENSION,
     daily_exchange_partitions,
 )
-from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
+from cryptopipe_dagster.defs.resources import WAREHOUSE_KIND, WarehouseResource
 from cryptopipe_dagster.lib.streaming.loader import LoadCounts, load_pending
 from cryptopipe_dagster.lib.warehouse.base import Warehouse
 
@@ -29,7 +28,7 @@ LIVE_BATCHES_CHECK = "live_batches_valid"
 
 def load_all_pending(warehouse: Warehouse, kind: str) -> LoadCounts:
     """Load every landed batch of `kind` (oldest first) until none is waiting."""
-    landing, total = LandingArea(warehouse.path), LoadCounts()
+    landing, total = warehouse.landing(), LoadCounts()
     while True:
         counts = load_pending(landing, warehouse, kind)
         if not counts.batches:
@@ -71,7 +70,7 @@ def live_batches_check(counts: LoadCounts) -> dg.AssetCheckResult:
 @dg.asset(
     key=["raw", "trades"],
     group_name="streaming",
-    kinds={"pubsub", "duckdb"},
+    kinds={"pubsub", WAREHOUSE_KIND},
     check_specs=[
         dg.AssetCheckSpec(
             LIVE_BATCHES_CHECK,

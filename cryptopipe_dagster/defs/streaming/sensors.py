@@ -21,7 +21,6 @@ from cryptopipe_dagster.defs.streaming.assets import (
 )
 from cryptopipe_dagster.defs.streaming.resources import LOADER_LOCK_WAIT_S, PubSubResource
 from cryptopipe_dagster.lib.errors import WarehouseBusy
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.streaming.loader import KINDS, LoadCounts
 from cryptopipe_dagster.lib.streaming.stream_loader import StreamLoader, TickReport
 
@@ -110,8 +109,8 @@ def market_data_sensor(
     try:
         # A tick must end inside Dagster's 60 s: wait less for a file another process holds.
         warehouse = warehouse.get_warehouse(lock_wait_s=LOADER_LOCK_WAIT_S)
-        landing = LandingArea(warehouse.path, lock_wait_s=LOADER_LOCK_WAIT_S)
-        if landing.is_busy():  # don't pull what could not be landed: every redelivery is an attempt
+        landing = warehouse.landing()
+        if warehouse.is_busy():  # don't pull what could not be landed: every redelivery is an attempt
             return dg.SkipReason("warehouse busy (another process holds the DuckDB file); nothing pulled")
     except WarehouseBusy as error:
         return dg.SkipReason(f"warehouse busy: {error}")
@@ -123,6 +122,7 @@ def market_data_sensor(
             warehouse,
             max_messages=pubsub.max_messages,
             pull_wait_s=pubsub.pull_wait_s,
+            load_interval_s=warehouse.live_load_interval_s,
         )
         reporter = LoadReporter(context.instance)
         report = loader.run(pubsub.tick_budget_s, on_iteration=reporter)

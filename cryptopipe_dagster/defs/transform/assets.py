@@ -36,11 +36,9 @@ os.environ.setdefault("CRYPTOPIPE_DUCKDB_PATH", str(_settings.duckdb_path))
 if str(Path(DBT_EXECUTABLE).parent) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = os.pathsep.join([str(Path(DBT_EXECUTABLE).parent), os.environ.get("PATH", "")])
 
-dbt_project = DbtProject(
-    project_dir=DBT_PROJECT_DIR,
-    profiles_dir=DBT_PROJECT_DIR,
-    target="prod" if _settings.env == "prod" else "local",
-)
+# profiles.yml: target `local` is dbt-duckdb, `prod` is dbt-bigquery; the warehouse picks it.
+DBT_TARGET = "prod" if _settings.warehouse == "bigquery" else "local"
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target=DBT_TARGET)
 if not dbt_project.manifest_path.exists():
     # A fresh clone has no target/manifest.json: parse once (offline, a few seconds).
     dbt_project.preparer.prepare(dbt_project)
@@ -54,6 +52,10 @@ class CryptopipeDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey(["raw", dbt_resource_props["name"]])
         schema = dbt_resource_props.get("schema") or "default"
+        # On BigQuery every dataset carries CRYPTOPIPE_BQ_DATASET_PREFIX; asset keys stay logical.
+        prefix = _settings.bq_dataset_prefix
+        if prefix and schema.startswith(prefix):
+            schema = schema.removeprefix(prefix)
         return dg.AssetKey([schema, dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props) -> str | None:

@@ -15,7 +15,6 @@ import http.client
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -25,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from cryptopipe_dagster.lib.errors import EmulatorUnavailable
+from cryptopipe_dagster.lib.process_group import stop_process_group
 
 log = logging.getLogger("cryptopipe.pubsub.emulator")
 
@@ -192,18 +192,7 @@ class PubSubEmulator:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        for sig, grace_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                process.wait(timeout=grace_s)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(process)
 
     def _log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.exists():

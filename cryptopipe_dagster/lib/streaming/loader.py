@@ -19,8 +19,8 @@ import pandas as pd
 from cryptopipe_dagster.lib.edge.schemas import CandleSchema, TradeSchema
 from cryptopipe_dagster.lib.edge.validation import validate_frame
 from cryptopipe_dagster.lib.pubsub.codec import KEY_COLUMNS
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.warehouse.base import Warehouse
+from cryptopipe_dagster.lib.warehouse.landing import LandingArea
 
 KINDS = ("trades", "candles")
 DEAD_LETTER_SOURCE = "pubsub"
@@ -120,29 +120,9 @@ def load_pending(
 
 def drop_less_complete(warehouse: Warehouse, candles: pd.DataFrame) -> pd.DataFrame:
     """Candles whose stored version has more volume are left out (a stale version never wins)."""
-    stored = []
-    for (exchange, symbol, timeframe), part in candles.groupby(
-        ["exchange", "symbol", "timeframe"], observed=True
-    ):
-        stored.append(
-            warehouse.query_df(
-                "select exchange, symbol, timeframe, ts, volume as stored_volume from raw.candles "
-                "where exchange = $exchange and symbol = $symbol and timeframe = $timeframe "
-                "and ts between $first and $last",
-                {
-                    "exchange": exchange,
-                    "symbol": symbol,
-                    "timeframe": timeframe,
-                    "first": part["ts"].min(),
-                    "last": part["ts"].max(),
-                },
-            )
-        )
-    existing = pd.concat(stored, ignore_index=True)
+    existing = warehouse.stored_candle_volumes(candles)
     if existing.empty:
         return candles
-    existing = existing.astype({"exchange": str, "symbol": str, "timeframe": str})
-    existing["ts"] = pd.to_datetime(existing["ts"], utc=True)
     keyed = candles.astype({"exchange": str, "symbol": str, "timeframe": str}).merge(
         existing, on=["exchange", "symbol", "timeframe", "ts"], how="left"
     )

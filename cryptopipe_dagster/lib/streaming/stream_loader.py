@@ -28,11 +28,11 @@ import pandas as pd
 
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters
 from cryptopipe_dagster.lib.edge.schemas import DATASETS
+from cryptopipe_dagster.lib.errors import WarehouseBusy
 from cryptopipe_dagster.lib.pubsub.puller import ReceivedBatch, ack, pull_batch
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
 from cryptopipe_dagster.lib.streaming.loader import KINDS, LoadCounts, load_pending
 from cryptopipe_dagster.lib.warehouse.base import Warehouse
-from cryptopipe_dagster.lib.warehouse.duckdb_connection import WarehouseBusy
+from cryptopipe_dagster.lib.warehouse.landing import LandingArea
 
 log = logging.getLogger("cryptopipe.streaming.loader")
 LEDGER_RETENTION = pd.Timedelta(days=2)
@@ -84,6 +84,7 @@ class StreamLoader:
         pull_wait_s: float = 0.5,
         max_batches_per_load: int = 5_000,
         idle_poll_s: float = 0.1,
+        load_interval_s: float = 0.0,
     ) -> None:
         self.subscriber = subscriber
         self.subscription_path = subscription_path
@@ -93,6 +94,11 @@ class StreamLoader:
         self.pull_wait_s = pull_wait_s
         self.max_batches_per_load = max_batches_per_load
         self.idle_poll_s = idle_poll_s
+        # 0: load after every landing (DuckDB: a MERGE costs milliseconds). BigQuery groups the
+        # landed batches for a few seconds: one MERGE per kind per interval, whatever the rate.
+        self.load_interval_s = load_interval_s
+        self._last_load = float("-inf")
+        self._waiting = False  # landed since the last load
 
     def run(self, budget_s: float, on_iteration: Callable[[TickReport], None] | None = None) -> TickReport:
         """Loop for about `budget_s` seconds (at least one iteration); returns what was done."""
@@ -113,17 +119,24 @@ class StreamLoader:
                     max(0.05, min(self.pull_wait_s, remaining)),
                     follow_up_timeout_s=0.0,
                 )
+                due = time.monotonic() - self._last_load >= self.load_interval_s
                 if batches:
                     # One connection each for the whole iteration, not one per statement.
                     with self.landing, self.warehouse:
                         self._land_and_ack(batches, report)
-                        self._load_landed(report)
+                        self._waiting = True
+                        if due:
+                            self._load_landed(report)
+                elif due and self._waiting:
+                    self._load_landed(report)
                 else:
                     # A pull may answer "nothing" at once (the emulator does): poll, don't spin.
                     time.sleep(max(0.0, min(self.idle_poll_s, deadline - time.monotonic())))
                 if on_iteration is not None:
                     on_iteration(report)
                 if time.monotonic() >= deadline:
+                    if self._waiting:
+                        self._load_landed(report)  # the next tick need not start behind
                     break
         except WarehouseBusy as error:
             # Not acked: Pub/Sub redelivers after the ack deadline; the next tick starts with a probe.
@@ -150,6 +163,8 @@ class StreamLoader:
         report.dead_written += written
 
     def _load_landed(self, report: TickReport) -> None:
+        self._last_load = time.monotonic()
+        self._waiting = False
         for kind in KINDS:
             counts = load_pending(self.landing, self.warehouse, kind, self.max_batches_per_load)
             if counts.batches:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cryptopipe_dagster.lib.warehouse.landing import LandingArea
+
 
 @dataclass(frozen=True)
 class MergeStats:
@@ -51,6 +53,9 @@ class Checkpoint:
 
 class Warehouse(ABC):
     """Idempotent storage of candles, trades, dead letters and ingest checkpoints."""
+
+    # How long the live loader groups landed batches before one MERGE per kind (0: every pull).
+    live_load_interval_s: float = 0.0
 
     @abstractmethod
     def ensure_schema(self) -> None:
@@ -91,8 +96,10 @@ class Warehouse(ABC):
         """Sorted open times (UTC) of stored candles with start <= ts < end."""
 
     @abstractmethod
-    def first_candle_ts(self, exchange: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
-        """Open time of the earliest stored candle (not pruned by date: use sparingly)."""
+    def first_candle_ts(
+        self, exchange: str, symbol: str, timeframe: str, since: pd.Timestamp
+    ) -> pd.Timestamp | None:
+        """Open time of the earliest stored candle at or after `since` (None when there is none)."""
 
     @abstractmethod
     def candles_in_window(
@@ -106,7 +113,52 @@ class Warehouse(ABC):
 
     @abstractmethod
     def query_df(self, sql: str, params: dict | None = None) -> pd.DataFrame:
-        """Run a parameterized read-only query and return its result."""
+        """Run a parameterized read-only query written in this warehouse's dialect (warehouse code only)."""
+
+    @abstractmethod
+    def market_summary(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Per market of raw.candles or raw.trades in [start, end): rows, first and last ts (and
+        timeframe for candles, rows that came by REST for trades)."""
+
+    @abstractmethod
+    def newest_trade_ts(self) -> pd.Timestamp | None:
+        """Time of the newest stored trade (None if there is none), read from its newest partition."""
+
+    @abstractmethod
+    def trade_counts(self, since: pd.Timestamp) -> dict[str, int]:
+        """Stored trades with ts >= since per market, keyed "exchange:symbol"."""
+
+    @abstractmethod
+    def reconcile_trade_candles(self, since: pd.Timestamp) -> pd.DataFrame:
+        """Trade-built 1m candles (dbt) vs stored 1m candles since `since`, a `mismatch` per minute."""
+
+    @abstractmethod
+    def stored_candle_volumes(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """Stored (exchange, symbol, timeframe, ts, stored_volume) for the keys of `candles`."""
+
+    @abstractmethod
+    def latest_indicators(self, since: pd.Timestamp) -> pd.DataFrame:
+        """The newest row per market and timeframe of marts.indicators_1h / _1d with ts >= since."""
+
+    @abstractmethod
+    def landing(self) -> LandingArea:
+        """The live path's landing area (landed batches and the loaded ledger) in this warehouse."""
+
+    def __enter__(self) -> Warehouse:
+        """Hold one session for several calls where the backend has one (DuckDB); else a no-op."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def is_busy(self) -> bool:
+        """Whether another process holds the warehouse (DuckDB's single writer); never on BigQuery."""
+        return False
+
+    @property
+    def display_name(self) -> str:
+        """Where the data lives, for people (a file path, a project and dataset prefix)."""
+        return type(self).__name__
 
     @abstractmethod
     def dead_letters(

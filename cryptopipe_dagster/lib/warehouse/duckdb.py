@@ -7,31 +7,24 @@ one MERGE per table, inside one transaction. Connection handling: duckdb_connect
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import replace
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import SchemaDrift
-from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats, Warehouse
-from cryptopipe_dagster.lib.warehouse.duckdb_connection import DuckDBConnections, typed, utc
+from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
+from cryptopipe_dagster.lib.warehouse.duckdb_connection import DuckDBConnections
+from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
 from cryptopipe_dagster.lib.warehouse.sql import (
-    candle_timestamps_sql,
-    candles_in_window_sql,
-    checkpoint_sql,
     create_table_sql,
     date_range,
-    dead_letters_sql,
-    duplicate_keys_sql,
-    first_candle_sql,
-    mark_replayed_sql,
     merge_sql,
     merge_stats_sql,
     staged_select,
 )
+from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, utc
 from cryptopipe_dagster.lib.warehouse.tables import (
     CANDLES,
     CHECKPOINTS,
@@ -41,7 +34,6 @@ from cryptopipe_dagster.lib.warehouse.tables import (
     TRADES,
     TableSpec,
     safe_identifier,
-    table_spec,
 )
 
 _STAGED = "staged_batch"  # name the batch frame is registered under, per connection
@@ -54,7 +46,7 @@ def _date_params(spec: TableSpec, df: pd.DataFrame) -> dict:
     return {"min_date": utc(stamps.min()).date(), "max_date": utc(stamps.max()).date()}
 
 
-class DuckDBWarehouse(DuckDBConnections, Warehouse):
+class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
     """The Warehouse on a DuckDB file; parent directories are created on first use."""
 
     dialect = DUCKDB
@@ -142,106 +134,32 @@ class DuckDBWarehouse(DuckDBConnections, Warehouse):
         return replace(stats, dead_letters_written=written)
 
     def _save_checkpoint(self, connection: duckdb.DuckDBPyConnection, checkpoint: Checkpoint) -> None:
-        row = {
-            "exchange": pd.array([checkpoint.exchange], dtype=Text),
-            "symbol": pd.array([checkpoint.symbol], dtype=Text),
-            "timeframe": pd.array([checkpoint.timeframe], dtype=Text),
-            **{
-                name: pd.array([None if value is None else utc(value)], dtype="datetime64[ns, UTC]")
-                for name in ("window_start", "window_end", "fetched_through", "updated_at")
-                for value in [getattr(checkpoint, name)]
-            },
-            "run_id": pd.array([checkpoint.run_id], dtype=Text),
-        }
-        self._merge(connection, CHECKPOINTS, pd.DataFrame(row))
+        self._merge(connection, CHECKPOINTS, checkpoint_frame(checkpoint))
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Insert or replace the checkpoint of its (exchange, symbol, timeframe)."""
         with self._transaction() as connection:
             self._save_checkpoint(connection, checkpoint)
 
-    def get_checkpoint(self, exchange: str, symbol: str, timeframe: str) -> Checkpoint | None:
-        """The stored checkpoint of a market and timeframe, if any."""
-        market = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
-        found = self.query_df(checkpoint_sql(self.dialect), market)
-        if found.empty:
-            return None
-        row = found.iloc[0]
-        stamps = {n: utc(row[n]) for n in ("window_start", "window_end", "fetched_through", "updated_at")}
-        run_id = None if pd.isna(row["run_id"]) else str(row["run_id"])
-        return Checkpoint(**market, run_id=run_id, **stamps)
+    def table_ref(self, logical: str) -> str:
+        dataset, table = logical.split(".")
+        return f"{safe_identifier(dataset)}.{safe_identifier(table)}"
 
-    def candle_timestamps(
-        self, exchange: str, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
-    ) -> pd.Series:
-        """Sorted open times (UTC, ns) of stored candles with start <= ts < end."""
-        start, end = utc(start), utc(end)
-        if end <= start:
-            return pd.Series([], dtype="datetime64[ns, UTC]", name="ts")
-        params = {
-            "exchange": exchange,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "start": start,
-            "end": end,
-            "min_date": start.date(),
-            "max_date": (end - pd.Timedelta(1, "ns")).date(),
-        }
-        found = self.query_df(candle_timestamps_sql(self.dialect), params)
-        return found["ts"].dt.tz_convert("UTC").dt.as_unit("ns").rename("ts").reset_index(drop=True)
-
-    def first_candle_ts(self, exchange: str, symbol: str, timeframe: str) -> pd.Timestamp | None:
-        """Open time of the earliest stored candle of the market (a scan over all its dates)."""
-        market = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
-        first = self.query_df(first_candle_sql(self.dialect), market)["first_ts"].iloc[0]
-        return None if pd.isna(first) else utc(first)
-
-    def candles_in_window(
-        self, exchanges: Sequence[str] | None, start: pd.Timestamp, end: pd.Timestamp
-    ) -> pd.DataFrame:
-        """Stored candles with start <= ts < end (optionally only `exchanges`), CandleSchema columns."""
-        start, end = utc(start), utc(end)
-        params: dict = {"start": start, "end": end, "min_date": start.date(), "max_date": end.date()}
-        if exchanges is not None:
-            params["exchanges"] = list(exchanges)
-        sql = candles_in_window_sql(self.dialect, by_exchange=exchanges is not None)
-        return typed(self.query_df(sql, params), CANDLES)
-
-    def count_duplicate_keys(self, table: str, start_date: dt.date, end_date: dt.date) -> int:
-        """Rows beyond one per key in an allow-listed table, within [start_date, end_date]."""
-        spec = table_spec(table)
-        sql = duplicate_keys_sql(spec, self.dialect, spec.qualified)
-        return int(self.query_df(sql, {"min_date": start_date, "max_date": end_date})["duplicates"].iloc[0])
-
-    def dead_letters(
-        self,
-        *,
-        dataset: str | None = None,
-        exchange: str | None = None,
-        symbol: str | None = None,
-        reason_code: str | None = None,
-        replayed: bool | None = None,
-        since: pd.Timestamp | None = None,
-        limit: int | None = 1000,
-    ) -> pd.DataFrame:
-        """Stored dead letters matching every given filter, oldest first."""
-        filters = {"dataset": dataset, "exchange": exchange, "symbol": symbol, "reason_code": reason_code}
-        params: dict = {name: value for name, value in filters.items() if value is not None}
-        sql = dead_letters_sql(self.dialect, list(params), replayed, since is not None, limit is not None)
-        if since is not None:
-            params["since"] = utc(since)
-        if limit is not None:
-            params["limit"] = int(limit)
-        return typed(self.query_df(sql, params), DEAD_LETTERS)
-
-    def mark_replayed(self, dead_letter_ids: Sequence[str], at: pd.Timestamp | None = None) -> int:
-        """Set replayed_at on the given dead letters that are not replayed yet; returns how many."""
-        if not len(dead_letter_ids):
-            return 0
-        params = {
-            "at": utc(at) if at is not None else pd.Timestamp.now(tz="UTC"),
-            "ids": list(dead_letter_ids),
-        }
+    def _execute_count(self, sql: str, params: dict) -> int:
         with self._transaction() as connection:
-            (changed,) = connection.execute(mark_replayed_sql(self.dialect), params).fetchone()
+            (changed,) = connection.execute(sql, params).fetchone()
         return int(changed)
+
+    def newest_partition_date(self, spec: TableSpec) -> dt.date | None:
+        """MAX of the date column: DuckDB answers it from its min/max statistics per row group."""
+        found = self.query_df(f"SELECT MAX({safe_identifier(spec.date_column)}) AS d FROM {spec.qualified}")
+        value = found["d"].iloc[0]
+        return None if pd.isna(value) else pd.Timestamp(value).date()
+
+    def landing(self) -> DuckDBLanding:
+        """The landing tables in this DuckDB file, waiting as long as this warehouse for its lock."""
+        return DuckDBLanding(self.path, lock_wait_s=self.lock_wait_s)
+
+    @property
+    def display_name(self) -> str:
+        return f"duckdb {self.path}"

@@ -8,7 +8,6 @@ holds the lock.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +17,7 @@ import duckdb
 import pandas as pd
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import WarehouseBusy
-from cryptopipe_dagster.lib.warehouse.tables import TableSpec
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
@@ -29,20 +26,6 @@ def _is_lock_conflict(error: BaseException) -> bool:
 
 # Another process (the CLI, a second Dagster run) may hold the file's write lock for a moment.
 LOCK_WAIT_S = 30.0
-
-
-def utc(value: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
-    """`value` as a tz-aware UTC Timestamp (naive values are taken to be UTC)."""
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def typed(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
-    """DuckDB result -> the schema's dtypes (Arrow strings, UTC ns timestamps)."""
-    types = {c.name: c.type for c in spec.columns if c.name in frame.columns}
-    conversions = {name: Text for name, kind in types.items() if kind == "string"}
-    conversions |= {name: "datetime64[ns, UTC]" for name, kind in types.items() if kind == "timestamp"}
-    return frame.astype(conversions)
 
 
 class DuckDBConnections:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from cryptopipe_dagster.lib.warehouse.tables import (
     CANDLES,
-    CHECKPOINTS,
-    DEAD_LETTERS,
     Dialect,
     TableSpec,
     safe_identifier,
@@ -111,25 +109,28 @@ def market_filter(dialect: Dialect) -> str:
     return f"exchange = {p('exchange')} AND symbol = {p('symbol')} AND timeframe = {p('timeframe')}"
 
 
-def candle_timestamps_sql(dialect: Dialect) -> str:
+def candle_timestamps_sql(dialect: Dialect, table: str) -> str:
     """Open times of one market's candles in [start, end), pruned to [min_date, max_date]."""
     p = dialect.param
     return (
-        f"SELECT ts FROM {CANDLES.qualified} AS t WHERE {date_range(CANDLES, dialect)} AND "
+        f"SELECT ts FROM {table} AS t WHERE {date_range(CANDLES, dialect)} AND "
         f"{market_filter(dialect)} AND ts >= {p('start')} AND ts < {p('end')} ORDER BY ts"
     )
 
 
-def first_candle_sql(dialect: Dialect) -> str:
-    """Earliest open time of one market (not pruned: it has to look at every date)."""
-    return f"SELECT MIN(ts) AS first_ts FROM {CANDLES.qualified} WHERE {market_filter(dialect)}"
+def first_candle_sql(dialect: Dialect, table: str) -> str:
+    """Earliest open time of one market at or after min_date (the caller bounds the scan)."""
+    return (
+        f"SELECT MIN(ts) AS first_ts FROM {table} AS t WHERE {CANDLES.date_expression('t')} >= "
+        f"{dialect.param('min_date')} AND ts >= {dialect.param('since')} AND {market_filter(dialect)}"
+    )
 
 
-def candles_in_window_sql(dialect: Dialect, *, by_exchange: bool) -> str:
+def candles_in_window_sql(dialect: Dialect, table: str, *, by_exchange: bool) -> str:
     """Stored candles (schema columns) in [start, end), optionally only some exchanges."""
     p = dialect.param
     sql = (
-        f"SELECT {', '.join(CANDLES.input_columns)} FROM {CANDLES.qualified} AS t "
+        f"SELECT {', '.join(CANDLES.input_columns)} FROM {table} AS t "
         f"WHERE {date_range(CANDLES, dialect)} AND ts >= {p('start')} AND ts < {p('end')}"
     )
     if by_exchange:
@@ -137,16 +138,16 @@ def candles_in_window_sql(dialect: Dialect, *, by_exchange: bool) -> str:
     return sql + " ORDER BY exchange, symbol, timeframe, ts"
 
 
-def checkpoint_sql(dialect: Dialect) -> str:
+def checkpoint_sql(dialect: Dialect, table: str) -> str:
     """The checkpoint row of one market."""
-    return f"SELECT * FROM {CHECKPOINTS.qualified} WHERE {market_filter(dialect)}"
+    return f"SELECT * FROM {table} WHERE {market_filter(dialect)}"
 
 
 DEAD_LETTER_FILTERS = ("dataset", "exchange", "symbol", "reason_code")
 
 
 def dead_letters_sql(
-    dialect: Dialect, filters: list[str], replayed: bool | None, since: bool, limit: bool
+    dialect: Dialect, filters: list[str], replayed: bool | None, since: bool, limit: bool, table: str
 ) -> str:
     """Dead letters, oldest first, matching equality `filters` (names from DEAD_LETTER_FILTERS)."""
     clauses = [
@@ -156,15 +157,15 @@ def dead_letters_sql(
         clauses.append(f"replayed_at IS {'NOT ' if replayed else ''}NULL")
     if since:
         clauses.append(f"first_seen_at >= {dialect.param('since')}")
-    sql = f"SELECT * FROM {DEAD_LETTERS.qualified} WHERE {' AND '.join(clauses) or 'TRUE'}"
+    sql = f"SELECT * FROM {table} WHERE {' AND '.join(clauses) or 'TRUE'}"
     sql += " ORDER BY first_seen_at, dead_letter_id"
     return sql + (f" LIMIT {dialect.param('limit')}" if limit else "")
 
 
-def mark_replayed_sql(dialect: Dialect) -> str:
+def mark_replayed_sql(dialect: Dialect, table: str) -> str:
     """Set replayed_at on the listed dead letters that are not replayed yet."""
     p = dialect.param
     return (
-        f"UPDATE {DEAD_LETTERS.qualified} SET replayed_at = {p('at')} WHERE replayed_at IS NULL "
+        f"UPDATE {table} SET replayed_at = {p('at')} WHERE replayed_at IS NULL "
         f"AND dead_letter_id IN (SELECT * FROM UNNEST({p('ids')}))"
     )

@@ -31,6 +31,7 @@ class Column:
     name: str
     type: str
     nullable: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,17 @@ class TableSpec:
     date_column: str | None = None  # the stored partition column (DATE)
     date_source: str | None = None  # timestamp column the partition date is derived from
     cluster_by: tuple[str, ...] = ()
+    # BigQuery refuses queries that do not prune this table by date (the large, growing tables).
+    require_partition_filter: bool = False
+    partition_expiration_days: int | None = None  # BigQuery drops older partitions by itself
+    description: str = ""
+
+    @property
+    def partition_source(self) -> str | None:
+        """The column BigQuery partitions on by DAY: the stored date column, else (for the large
+        tables that require a partition filter) the timestamp. Small tables (dead letters,
+        checkpoints) are clustered, not partitioned: their lookups are by key, not by date."""
+        return self.date_column or (self.date_source if self.require_partition_filter else None)
 
     @property
     def qualified(self) -> str:
@@ -73,7 +85,12 @@ _LOGICAL_TYPES = {"STRING": "string", "Float64": "float64", "DateTime": "timesta
 def columns_of(schema: type[pa.DataFrameModel]) -> tuple[Column, ...]:
     """Stored columns of a Pandera model, so table and schema cannot drift apart."""
     return tuple(
-        Column(name, _LOGICAL_TYPES[type(column.dtype).__name__], bool(column.nullable))
+        Column(
+            name,
+            _LOGICAL_TYPES[type(column.dtype).__name__],
+            bool(column.nullable),
+            column.description or "",
+        )
         for name, column in schema.to_schema().columns.items()
     )
 
@@ -81,24 +98,34 @@ def columns_of(schema: type[pa.DataFrameModel]) -> tuple[Column, ...]:
 CANDLES = TableSpec(
     dataset="raw",
     name="candles",
-    columns=(*columns_of(CandleSchema), Column("candle_date", "date")),
+    columns=(
+        *columns_of(CandleSchema),
+        Column("candle_date", "date", description="UTC date of ts (partition)"),
+    ),
     key=("exchange", "symbol", "timeframe", "ts"),
     compare=("open", "high", "low", "close", "volume"),
     update=("open", "high", "low", "close", "volume", "source", "ingested_at"),
     date_column="candle_date",
     date_source="ts",
     cluster_by=("exchange", "symbol", "timeframe"),
+    require_partition_filter=True,
+    description="OHLCV candles of every exchange, market and timeframe (REST backfill and live), UTC.",
 )
 TRADES = TableSpec(
     dataset="raw",
     name="trades",
-    columns=(*columns_of(TradeSchema), Column("trade_date", "date")),
+    columns=(
+        *columns_of(TradeSchema),
+        Column("trade_date", "date", description="UTC date of ts (partition)"),
+    ),
     key=("exchange", "symbol", "trade_id"),
     compare=("ts", "price", "amount", "side"),
     update=("ts", "price", "amount", "side", "source", "ingested_at"),
     date_column="trade_date",
     date_source="ts",
     cluster_by=("exchange", "symbol"),
+    require_partition_filter=True,
+    description="Trades of every exchange and market (WebSocket and REST), UTC, one row per trade id.",
 )
 DEAD_LETTERS = TableSpec(
     dataset="ops",
@@ -107,6 +134,7 @@ DEAD_LETTERS = TableSpec(
     key=("dead_letter_id",),
     date_source="first_seen_at",
     cluster_by=("dataset", "exchange", "reason_code"),
+    description="Records that failed validation, with a reason code; replayable (cryptopipe dlq).",
 )
 CHECKPOINTS = TableSpec(
     dataset="ops",
@@ -124,6 +152,7 @@ CHECKPOINTS = TableSpec(
     key=("exchange", "symbol", "timeframe"),
     update=("window_start", "window_end", "fetched_through", "updated_at", "run_id"),
     date_source="updated_at",
+    description="Ingest progress per (exchange, symbol, timeframe): where a backfill resumes.",
 )
 TABLES: dict[str, TableSpec] = {spec.qualified: spec for spec in (CANDLES, TRADES, DEAD_LETTERS, CHECKPOINTS)}
 
@@ -148,12 +177,72 @@ class Dialect:
         return self.param_prefix + safe_identifier(name)
 
 
+# Logical types beyond the record tables' (the landing tables hold counts and payloads).
 DUCKDB = Dialect(
-    "duckdb", "$", {"string": "VARCHAR", "float64": "DOUBLE", "timestamp": "TIMESTAMPTZ", "date": "DATE"}
+    "duckdb",
+    "$",
+    {
+        "string": "VARCHAR",
+        "float64": "DOUBLE",
+        "timestamp": "TIMESTAMPTZ",
+        "date": "DATE",
+        "int64": "BIGINT",
+        "bytes": "BLOB",
+    },
 )
 BIGQUERY = Dialect(
     "bigquery",
     "@",
-    {"string": "STRING", "float64": "FLOAT64", "timestamp": "TIMESTAMP", "date": "DATE"},
+    {
+        "string": "STRING",
+        "float64": "FLOAT64",
+        "timestamp": "TIMESTAMP",
+        "date": "DATE",
+        "int64": "INT64",
+        "bytes": "BYTES",
+    },
     True,
 )
+
+
+# The live landing area on BigQuery: append-only tables (rows arrive by streaming append, never by
+# DML), pruned by day; which batches still wait is "landed and not in the loaded ledger".
+LANDED_BATCHES = TableSpec(
+    dataset="ops",
+    name="landed_batches",
+    columns=(
+        Column("batch_id", "string", description="deterministic id of the micro-batch"),
+        Column("message_id", "string", description="Pub/Sub message id"),
+        Column("exchange", "string"),
+        Column("symbol", "string"),
+        Column("kind", "string", description="trades | candles"),
+        Column("record_count", "int64"),
+        Column("attributes", "string", description="the message attributes as JSON"),
+        Column("payload", "bytes", description="the batch as published (Arrow IPC stream)"),
+        Column("published_at", "timestamp", nullable=True),
+        Column("landed_at", "timestamp"),
+        Column("ingested_at", "timestamp", nullable=True),
+        Column("source", "string", nullable=True),
+    ),
+    key=("batch_id",),
+    date_source="landed_at",
+    cluster_by=("kind", "batch_id"),
+    require_partition_filter=True,
+    partition_expiration_days=8,  # past Pub/Sub's 7-day retention: a redelivery still finds its row
+    description="Pulled Pub/Sub micro-batches, stored before their ack; loaded ones are in loaded_batches.",
+)
+LOADED_BATCHES = TableSpec(
+    dataset="ops",
+    name="loaded_batches",
+    columns=(
+        *(c for c in LANDED_BATCHES.columns if c.name not in ("attributes", "payload")),
+        Column("loaded_at", "timestamp"),
+    ),
+    key=("batch_id",),
+    date_source="loaded_at",
+    cluster_by=("kind", "batch_id"),
+    require_partition_filter=True,
+    partition_expiration_days=8,
+    description="Ledger of loaded micro-batches (publish, land, load times): freshness and backlog.",
+)
+LANDING_TABLES: dict[str, TableSpec] = {spec.qualified: spec for spec in (LANDED_BATCHES, LOADED_BATCHES)}

@@ -1,4 +1,5 @@
-"""market_data_sensor on the real Pub/Sub emulator and a DuckDB file in tmp: pull, land, ack, load."""
+"""market_data_sensor on the real Pub/Sub emulator and each warehouse (a DuckDB file in tmp, the BigQuery
+emulator): pull, land, ack, load."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from cryptopipe_dagster.defs.resources import WarehouseResource
+from cryptopipe_dagster.defs.resources import WarehouseResource, warehouse_resource
 from cryptopipe_dagster.defs.streaming.assets import LIVE_BATCHES_CHECK, raw_trades
 from cryptopipe_dagster.defs.streaming.resources import TICK_SECONDS_ENV, PubSubResource, pubsub_resource
 from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor
@@ -19,8 +20,9 @@ from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.publisher import MarketDataPublisher
 from cryptopipe_dagster.lib.pubsub.puller import modify_ack_deadline, pull_batch
 from cryptopipe_dagster.lib.pubsub.topology import MARKET_DATA_TOPIC
-from cryptopipe_dagster.lib.streaming.landing import LandingArea
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.settings import load_settings
+from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse, Warehouse, open_warehouse
+from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
 from tests.lib.pubsub.frames import trades_frame
 
 
@@ -29,8 +31,32 @@ def duckdb_path(tmp_path: Path) -> Path:
     return tmp_path / "warehouse.duckdb"
 
 
+@pytest.fixture(params=["duckdb", "bigquery"])
+def settings(request, cryptopipe_home, duckdb_path, monkeypatch):
+    """The settings of one warehouse backend (BigQuery: the emulator, a dataset prefix of its own)."""
+    if request.param == "bigquery":
+        return request.getfixturevalue("bigquery_env")
+    monkeypatch.setenv("CRYPTOPIPE_DUCKDB_PATH", str(duckdb_path))
+    return load_settings()
+
+
 @pytest.fixture
-def resources(market_data_project, pubsub_emulator, duckdb_path) -> dict:
+def store(settings) -> Warehouse:
+    return open_warehouse(settings)
+
+
+@pytest.fixture
+def resources(market_data_project, pubsub_emulator, settings) -> dict:
+    return {
+        "pubsub": PubSubResource(
+            project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=1.5
+        ),
+        "warehouse": warehouse_resource(settings),
+    }
+
+
+@pytest.fixture
+def duckdb_resources(market_data_project, pubsub_emulator, duckdb_path) -> dict:
     return {
         "pubsub": PubSubResource(
             project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=1.5
@@ -57,9 +83,11 @@ def _events(result, kind: type) -> list:
     return [event for event in result.asset_events if isinstance(event, kind)]
 
 
-def _stored_trades(duckdb_path: Path) -> pd.DataFrame:
-    return DuckDBWarehouse(duckdb_path).query_df(
-        "SELECT exchange, symbol, trade_id FROM raw.trades ORDER BY symbol, trade_id"
+def _stored_trades(store: Warehouse | Path) -> pd.DataFrame:
+    store = DuckDBWarehouse(store) if isinstance(store, Path) else store
+    return store.query_df(
+        f"SELECT exchange, symbol, trade_id FROM {store.table_ref('raw.trades')} "
+        "WHERE trade_date >= DATE '2000-01-01' ORDER BY symbol, trade_id"
     )
 
 
@@ -68,7 +96,7 @@ def _expected(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return keys.sort_values(["symbol", "trade_id"]).reset_index(drop=True)
 
 
-def test_tick_lands_acks_loads_and_reports_runless_events(market_data_project, resources, duckdb_path):
+def test_tick_lands_acks_loads_and_reports_runless_events(market_data_project, resources, store):
     frames = [trades_frame(symbol="BTC/USDT", n=30), trades_frame(symbol="ETH/USDT", n=20)]
     _publish(market_data_project, frames)
 
@@ -82,17 +110,17 @@ def test_tick_lands_acks_loads_and_reports_runless_events(market_data_project, r
     assert 0 <= metadata["publish_to_load_p50_ms"] <= metadata["publish_to_load_max_ms"]
     (check,) = _events(result, dg.AssetCheckEvaluation)
     assert check.check_name == LIVE_BATCHES_CHECK and check.passed
-    pd.testing.assert_frame_equal(_stored_trades(duckdb_path).astype(str), _expected(frames))
-    landing = LandingArea(duckdb_path)
+    pd.testing.assert_frame_equal(_stored_trades(store).astype(str), _expected(frames))
+    landing = store.landing()
     assert landing.pending_batches().empty and len(landing.loaded_batches()) == 2
 
     again = _tick(resources)  # acked: nothing redelivered, nothing loaded twice
     assert isinstance(again, dg.SkipReason)
-    assert len(_stored_trades(duckdb_path)) == 50
+    assert len(_stored_trades(store)) == 50
 
 
 def test_poison_message_becomes_dead_letter_and_is_acked(
-    market_data_project, resources, admin_publisher, duckdb_path
+    market_data_project, resources, admin_publisher, store
 ):
     topic = admin_publisher.topic_path(market_data_project, MARKET_DATA_TOPIC)
     admin_publisher.publish(topic, b"not arrow", kind="trades", exchange="binance").result(10)
@@ -100,14 +128,14 @@ def test_poison_message_becomes_dead_letter_and_is_acked(
 
     result = _tick(resources)
     assert _events(result, dg.AssetMaterialization)[0].metadata["rows"].value == 5
-    dead = DuckDBWarehouse(duckdb_path).dead_letters()
+    dead = store.dead_letters()
     assert list(dead["reason_code"]) == ["missing_attribute"]
     assert dead["exchange"].iloc[0] == "binance" and dead["source"].iloc[0] == "pubsub"
     assert isinstance(_tick(resources), dg.SkipReason)  # the poison message was acked
-    assert len(DuckDBWarehouse(duckdb_path).dead_letters()) == 1
+    assert len(store.dead_letters()) == 1
 
 
-def test_invalid_records_are_dead_lettered_and_the_check_warns(market_data_project, resources, duckdb_path):
+def test_invalid_records_are_dead_lettered_and_the_check_warns(market_data_project, resources, store):
     bad = trades_frame(n=4)
     bad.loc[1, "price"] = -1.0  # published as is: the loader validates again
     with MarketDataPublisher(market_data_project) as publisher:
@@ -117,18 +145,16 @@ def test_invalid_records_are_dead_lettered_and_the_check_warns(market_data_proje
     (check,) = _events(_tick(resources), dg.AssetCheckEvaluation)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert check.metadata["dead_letters"].value == 1
-    assert len(_stored_trades(duckdb_path)) == 3
+    assert len(_stored_trades(store)) == 3
 
 
-def test_crash_between_landing_and_ack_loads_exactly_once(
-    market_data_project, resources, subscriber, duckdb_path
-):
+def test_crash_between_landing_and_ack_loads_exactly_once(market_data_project, resources, subscriber, store):
     frames = [trades_frame(n=40)]
     _publish(market_data_project, frames)
     pubsub: PubSubResource = resources["pubsub"]
     first = pull_batch(subscriber, pubsub.subscription_path, 10, 5.0)
     assert len(first) == 1
-    assert LandingArea(duckdb_path).land(first) == [first[0].batch_id]
+    assert store.landing().land(first) == [first[0].batch_id]
     # The "crash": never acked. Let the ack deadline lapse (shortened so the test needn't wait 60 s).
     modify_ack_deadline(subscriber, pubsub.subscription_path, [first[0].ack_id], 1)
     time.sleep(2.5)
@@ -137,50 +163,47 @@ def test_crash_between_landing_and_ack_loads_exactly_once(
     (materialization,) = _events(result, dg.AssetMaterialization)
     assert materialization.metadata["inserted"].value == 40
     assert isinstance(_tick(resources), dg.SkipReason)  # acked: not redelivered, nothing pending
-    pd.testing.assert_frame_equal(_stored_trades(duckdb_path).astype(str), _expected(frames))
+    pd.testing.assert_frame_equal(_stored_trades(store).astype(str), _expected(frames))
 
 
-def test_crash_between_merge_and_ledger_loads_exactly_once(market_data_project, subscriber, duckdb_path):
+def test_crash_between_merge_and_ledger_loads_exactly_once(market_data_project, subscriber, store, settings):
     _publish(market_data_project, [trades_frame(n=10)])
     pulled = pull_batch(
         subscriber, f"projects/{market_data_project}/subscriptions/market-data-loader", 10, 5.0
     )
-    landing, warehouse = LandingArea(duckdb_path), DuckDBWarehouse(duckdb_path)
+    landing = store.landing()
     landing.land(pulled)
-    warehouse.ensure_schema()
-    warehouse.merge_trades(landing.read_records([pulled[0].batch_id]).records)  # then the "crash"
+    store.merge_trades(landing.read_records([pulled[0].batch_id]).records)  # then the "crash"
 
-    result = dg.materialize(
-        [raw_trades], resources={"warehouse": WarehouseResource(duckdb_path=str(duckdb_path))}
-    )
+    result = dg.materialize([raw_trades], resources={"warehouse": warehouse_resource(settings)})
     metadata = result.asset_materializations_for_node("raw__trades")[0].metadata
     assert metadata["batches"].value == 1 and metadata["inserted"].value == 0
-    assert metadata["unchanged"].value == 10 and len(_stored_trades(duckdb_path)) == 10
+    assert metadata["unchanged"].value == 10 and len(_stored_trades(store)) == 10
     assert landing.pending_batches().empty
 
 
-def test_the_ledger_keeps_two_days(market_data_project, resources, duckdb_path):
+def test_the_ledger_keeps_two_days(market_data_project, duckdb_resources, duckdb_path):
     _publish(market_data_project, [trades_frame(n=3)])
-    _tick(resources)
-    landing = LandingArea(duckdb_path)
+    _tick(duckdb_resources)
+    landing = DuckDBLanding(duckdb_path)
     assert len(landing.loaded_batches()) == 1
     assert landing.prune_ledger(pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=2)) == 0
     assert landing.prune_ledger(pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1)) == 1
     assert landing.loaded_batches().empty and len(_stored_trades(duckdb_path)) == 3
 
 
-def test_landing_is_idempotent_per_batch_id(market_data_project, subscriber, duckdb_path):
+def test_landing_is_idempotent_per_batch_id(market_data_project, subscriber, store):
     _publish(market_data_project, [trades_frame(n=3)])
     pulled = pull_batch(
         subscriber, f"projects/{market_data_project}/subscriptions/market-data-loader", 10, 5.0
     )
-    landing = LandingArea(duckdb_path)
+    landing = store.landing()
     assert landing.land(pulled + pulled) == [pulled[0].batch_id]
     assert landing.land(pulled) == []
     assert len(landing.pending_batches()) == 1
 
 
-def test_busy_warehouse_skips_the_tick_without_pulling(market_data_project, resources, duckdb_path):
+def test_busy_warehouse_skips_the_tick_without_pulling(market_data_project, duckdb_resources, duckdb_path):
     DuckDBWarehouse(duckdb_path).ensure_schema()
     _publish(market_data_project, [trades_frame(n=7)])
     holder = subprocess.Popen(
@@ -195,13 +218,13 @@ def test_busy_warehouse_skips_the_tick_without_pulling(market_data_project, reso
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        skipped = _tick(resources)
+        skipped = _tick(duckdb_resources)
         assert isinstance(skipped, dg.SkipReason) and "busy" in skipped.skip_message
     finally:
         holder.kill()
         holder.wait()
     # Nothing was pulled while the file was held, so nothing waits for an ack deadline: loads at once.
-    assert _events(_tick(resources), dg.AssetMaterialization)[0].metadata["rows"].value == 7
+    assert _events(_tick(duckdb_resources), dg.AssetMaterialization)[0].metadata["rows"].value == 7
 
 
 def test_definitions_include_streaming():

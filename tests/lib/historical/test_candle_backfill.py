@@ -8,7 +8,7 @@ import pytest
 from cryptopipe_dagster.lib.errors import ExchangeUnavailable, RateLimited
 from cryptopipe_dagster.lib.exchanges.clients import RetryPolicy, create_exchange
 from cryptopipe_dagster.lib.historical.candle_backfill import BackfillTarget, backfill_candles, exchange_now
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
+from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse, Warehouse, open_warehouse
 from cryptopipe_dagster.simulator.recordings import load_recording
 
 DAY = pd.Timedelta(days=1)
@@ -26,12 +26,18 @@ def warehouse(tmp_path) -> DuckDBWarehouse:
     return store
 
 
-def stored(warehouse, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
-    return warehouse.query_df(
-        "select ts, open, high, low, close, volume from raw.candles where exchange = $exchange and "
-        "symbol = $symbol and timeframe = $timeframe order by ts",
-        {"exchange": exchange, "symbol": symbol, "timeframe": timeframe},
-    )
+@pytest.fixture(params=["duckdb", "bigquery"])
+def any_warehouse(request, tmp_path) -> Warehouse:
+    """Each backend: a DuckDB file, and the BigQuery emulator under a dataset prefix of its own."""
+    if request.param == "duckdb":
+        return request.getfixturevalue("warehouse")
+    return open_warehouse(request.getfixturevalue("bigquery_env"))
+
+
+def stored(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
+    window = warehouse.candles_in_window([exchange], utc("2000-01-01"), utc("2100-01-01"))
+    mine = window[(window.symbol == symbol) & (window.timeframe == timeframe)]
+    return mine[["ts", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
 
 
 def recorded(data_dir, name: str, symbol: str, start, end) -> pd.DataFrame:
@@ -109,7 +115,8 @@ def test_server_errors_forever_raise_exchange_unavailable(faulty_simulator, ware
         backfill_candles(client, warehouse, target, now=now, retry=FAST_RETRY)
 
 
-def test_interrupted_backfill_resumes_from_checkpoint(faulty_simulator, warehouse, data_dir):
+def test_interrupted_backfill_resumes_from_checkpoint(faulty_simulator, any_warehouse, data_dir):
+    warehouse = any_warehouse
     client = fast_client(faulty_simulator, "coinbaseexchange")
     now = exchange_now(client)
     target = BackfillTarget("coinbaseexchange", "BTC/USD", "1h", utc("2018-05-01"), utc("2018-07-01"))

@@ -53,7 +53,12 @@ def test_only_known_tables(bad: object) -> None:
 
 def test_dead_letter_filters_are_parameters_never_values() -> None:
     sql = dead_letters_sql(
-        BIGQUERY, ["exchange", "reason_code", "1=1; --"], replayed=False, since=True, limit=True
+        BIGQUERY,
+        ["exchange", "reason_code", "1=1; --"],
+        replayed=False,
+        since=True,
+        limit=True,
+        table="ops.dead_letters",
     )
     assert "exchange = @exchange AND reason_code = @reason_code AND replayed_at IS NULL" in sql
     assert "first_seen_at >= @since" in sql and sql.endswith("LIMIT @limit") and "1=1" not in sql

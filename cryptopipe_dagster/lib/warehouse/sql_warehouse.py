@@ -1,0 +1,270 @@
+"""The Warehouse methods both backends share: the same SQL (queries.py, sql.py), run through the
+backend's `query_df` with the backend's dialect and table names. A backend supplies merges,
+`query_df`, `_execute_count` (a DML statement and how many rows it changed) and `_name`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import abstractmethod
+from collections.abc import Sequence
+
+import pandas as pd
+
+from cryptopipe_dagster.lib.edge.schemas import Text
+from cryptopipe_dagster.lib.warehouse import queries
+from cryptopipe_dagster.lib.warehouse.base import Checkpoint, Warehouse
+from cryptopipe_dagster.lib.warehouse.sql import (
+    candle_timestamps_sql,
+    candles_in_window_sql,
+    checkpoint_sql,
+    dead_letters_sql,
+    duplicate_keys_sql,
+    first_candle_sql,
+    mark_replayed_sql,
+)
+from cryptopipe_dagster.lib.warehouse.tables import (
+    CANDLES,
+    CHECKPOINTS,
+    DEAD_LETTERS,
+    TRADES,
+    Dialect,
+    TableSpec,
+    table_spec,
+)
+
+PRICE_TOLERANCE = 1e-12  # reconciliation: the same decimals, read twice
+VOLUME_TOLERANCE = 1e-9  # venues round their candle volume; ours is an exact decimal sum
+
+
+def utc(value: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
+    """`value` as a tz-aware UTC Timestamp (naive values are taken to be UTC)."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def typed(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """A query result -> the schema's dtypes (Arrow strings, UTC ns timestamps)."""
+    types = {c.name: c.type for c in spec.columns if c.name in frame.columns}
+    conversions = {name: Text for name, kind in types.items() if kind == "string"}
+    conversions |= {name: "datetime64[ns, UTC]" for name, kind in types.items() if kind == "timestamp"}
+    return frame.astype(conversions)
+
+
+def checkpoint_frame(checkpoint: Checkpoint) -> pd.DataFrame:
+    """The checkpoint as a one-row frame in the checkpoint table's columns."""
+    row = {
+        "exchange": pd.array([checkpoint.exchange], dtype=Text),
+        "symbol": pd.array([checkpoint.symbol], dtype=Text),
+        "timeframe": pd.array([checkpoint.timeframe], dtype=Text),
+        **{
+            name: pd.array([None if value is None else utc(value)], dtype="datetime64[ns, UTC]")
+            for name in ("window_start", "window_end", "fetched_through", "updated_at")
+            for value in [getattr(checkpoint, name)]
+        },
+        "run_id": pd.array([checkpoint.run_id], dtype=Text),
+    }
+    return pd.DataFrame(row)
+
+
+def _utc_column(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    if column in frame.columns:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+class SqlWarehouse(Warehouse):
+    """Reads, checkpoints and dead-letter bookkeeping in SQL shared by DuckDB and BigQuery."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def table_ref(self, logical: str) -> str:
+        """The SQL reference of a logical table ("raw.candles"): as is in DuckDB,
+        `project.<prefix>raw.candles` in BigQuery."""
+
+    @abstractmethod
+    def _execute_count(self, sql: str, params: dict) -> int:
+        """Run one DML statement; how many rows it changed."""
+
+    def _table(self, spec: TableSpec) -> str:
+        return self.table_ref(spec.qualified)
+
+    def get_checkpoint(self, exchange: str, symbol: str, timeframe: str) -> Checkpoint | None:
+        """The stored checkpoint of a market and timeframe, if any."""
+        market = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
+        found = self.query_df(checkpoint_sql(self.dialect, self._table(CHECKPOINTS)), market)
+        if found.empty:
+            return None
+        row = found.iloc[0]
+        stamps = {n: utc(row[n]) for n in ("window_start", "window_end", "fetched_through", "updated_at")}
+        run_id = None if pd.isna(row["run_id"]) else str(row["run_id"])
+        return Checkpoint(**market, run_id=run_id, **stamps)
+
+    def candle_timestamps(
+        self, exchange: str, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.Series:
+        """Sorted open times (UTC, ns) of stored candles with start <= ts < end."""
+        start, end = utc(start), utc(end)
+        if end <= start:
+            return pd.Series([], dtype="datetime64[ns, UTC]", name="ts")
+        params = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "start": start,
+            "end": end,
+            "min_date": start.date(),
+            "max_date": (end - pd.Timedelta(1, "ns")).date(),
+        }
+        found = self.query_df(candle_timestamps_sql(self.dialect, self._table(CANDLES)), params)
+        stamps = pd.to_datetime(found["ts"], utc=True).dt.as_unit("ns")
+        return stamps.rename("ts").reset_index(drop=True)
+
+    def first_candle_ts(
+        self, exchange: str, symbol: str, timeframe: str, since: pd.Timestamp
+    ) -> pd.Timestamp | None:
+        """Open time of the earliest stored candle of the market at or after `since`."""
+        since = utc(since)
+        params = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "since": since,
+            "min_date": since.date(),
+        }
+        first = self.query_df(first_candle_sql(self.dialect, self._table(CANDLES)), params)["first_ts"].iloc[
+            0
+        ]
+        return None if pd.isna(first) else utc(first)
+
+    def candles_in_window(
+        self, exchanges: Sequence[str] | None, start: pd.Timestamp, end: pd.Timestamp
+    ) -> pd.DataFrame:
+        """Stored candles with start <= ts < end (optionally only `exchanges`), CandleSchema columns."""
+        start, end = utc(start), utc(end)
+        params: dict = {"start": start, "end": end, "min_date": start.date(), "max_date": end.date()}
+        if exchanges is not None:
+            params["exchanges"] = list(exchanges)
+        sql = candles_in_window_sql(self.dialect, self._table(CANDLES), by_exchange=exchanges is not None)
+        return typed(self.query_df(sql, params), CANDLES)
+
+    def count_duplicate_keys(self, table: str, start_date: dt.date, end_date: dt.date) -> int:
+        """Rows beyond one per key in an allow-listed table, within [start_date, end_date]."""
+        spec = table_spec(table)
+        sql = duplicate_keys_sql(spec, self.dialect, self._table(spec))
+        return int(self.query_df(sql, {"min_date": start_date, "max_date": end_date})["duplicates"].iloc[0])
+
+    def dead_letters(
+        self,
+        *,
+        dataset: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        reason_code: str | None = None,
+        replayed: bool | None = None,
+        since: pd.Timestamp | None = None,
+        limit: int | None = 1000,
+    ) -> pd.DataFrame:
+        """Stored dead letters matching every given filter, oldest first."""
+        filters = {"dataset": dataset, "exchange": exchange, "symbol": symbol, "reason_code": reason_code}
+        params: dict = {name: value for name, value in filters.items() if value is not None}
+        sql = dead_letters_sql(
+            self.dialect,
+            list(params),
+            replayed,
+            since is not None,
+            limit is not None,
+            self._table(DEAD_LETTERS),
+        )
+        if since is not None:
+            params["since"] = utc(since)
+        if limit is not None:
+            params["limit"] = int(limit)
+        return typed(self.query_df(sql, params), DEAD_LETTERS)
+
+    def mark_replayed(self, dead_letter_ids: Sequence[str], at: pd.Timestamp | None = None) -> int:
+        """Set replayed_at on the given dead letters that are not replayed yet; returns how many."""
+        if not len(dead_letter_ids):
+            return 0
+        params = {
+            "at": utc(at) if at is not None else pd.Timestamp.now(tz="UTC"),
+            "ids": [str(i) for i in dead_letter_ids],
+        }
+        return self._execute_count(mark_replayed_sql(self.dialect, self._table(DEAD_LETTERS)), params)
+
+    def market_summary(self, table: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Per market of raw.candles / raw.trades in [start, end]: rows, first and last ts (UTC)."""
+        spec = table_spec(table)
+        if spec not in (CANDLES, TRADES):
+            raise ValueError(f"no market summary for {table}")
+        params = {"min_date": utc(start).date(), "max_date": utc(end).date()}
+        found = self.query_df(
+            queries.market_summary_sql(self.dialect, self.table_ref, spec.qualified), params
+        )
+        return _utc_column(_utc_column(found, "first_ts"), "last_ts")
+
+    @abstractmethod
+    def newest_partition_date(self, spec: TableSpec) -> dt.date | None:
+        """The newest date holding rows of a date-partitioned table (from metadata where it can)."""
+
+    def newest_trade_ts(self) -> pd.Timestamp | None:
+        """Time of the newest trade: the newest partition, then the newest row in it."""
+        day = self.newest_partition_date(TRADES)
+        if day is None:
+            return None
+        newest = self.query_df(queries.newest_trade_sql(self.dialect, self.table_ref), {"min_date": day})
+        value = newest["newest"].iloc[0]
+        return None if pd.isna(value) else utc(value)
+
+    def trade_counts(self, since: pd.Timestamp) -> dict[str, int]:
+        """Stored trades with ts >= since per "exchange:symbol"."""
+        since = utc(since)
+        params = {"since": since, "min_date": since.date()}
+        counts = self.query_df(queries.trade_counts_sql(self.dialect, self.table_ref), params)
+        return {
+            f"{e}:{s}": int(n)
+            for e, s, n in zip(counts["exchange"], counts["symbol"], counts["n"], strict=True)
+        }
+
+    def reconcile_trade_candles(self, since: pd.Timestamp) -> pd.DataFrame:
+        """Every comparable minute since `since`, with a `mismatch` reason (None when they agree)."""
+        since = utc(since)
+        params = {
+            "since": since,
+            "min_date": since.date(),
+            "price_tol": PRICE_TOLERANCE,
+            "volume_tol": VOLUME_TOLERANCE,
+        }
+        found = self.query_df(queries.reconcile_sql(self.dialect, self.table_ref), params)
+        found = _utc_column(found, "minute")
+        if "mismatch" in found.columns:
+            found["mismatch"] = found["mismatch"].astype(object).where(found["mismatch"].notna(), None)
+        return found
+
+    def stored_candle_volumes(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """Stored volumes of the candles' keys (exchange, symbol, timeframe, ts, stored_volume)."""
+        columns = ["exchange", "symbol", "timeframe", "ts", "stored_volume"]
+        if candles.empty:
+            return pd.DataFrame(columns=columns)
+        first, last = utc(candles["ts"].min()), utc(candles["ts"].max())
+        params = {
+            "first": first,
+            "last": last,
+            "min_date": first.date(),
+            "max_date": last.date(),
+            "exchanges": sorted(candles["exchange"].astype(str).unique()),
+        }
+        stored = self.query_df(queries.stored_volumes_sql(self.dialect, self.table_ref), params)
+        stored = _utc_column(stored.astype({"exchange": str, "symbol": str, "timeframe": str}), "ts")
+        keys = candles[["exchange", "symbol", "timeframe", "ts"]].astype(
+            {"exchange": str, "symbol": str, "timeframe": str}
+        )
+        keys["ts"] = pd.to_datetime(keys["ts"], utc=True)
+        return keys.merge(stored, on=["exchange", "symbol", "timeframe", "ts"], how="inner")[columns]
+
+    def latest_indicators(self, since: pd.Timestamp) -> pd.DataFrame:
+        """The newest marts.indicators_1h / _1d row per market and timeframe since `since`."""
+        found = self.query_df(
+            queries.latest_indicators_sql(self.dialect, self.table_ref), {"since": utc(since)}
+        )
+        return _utc_column(found, "ts")
