@@ -1,4 +1,4 @@
-"""The live half of `make demo`: simulator streams -> collector -> Pub/Sub emulator -> sensor -> DuckDB.
+"""The live half of `make demo`: simulator streams -> collector -> Pub/Sub emulator -> sensor -> warehouse.
 
 Bounded: the simulator replays a fixed number of trades per market (with stream faults injected),
 the collector publishes them, and market_data_sensor loads them under the real Dagster daemon on the

@@ -36,7 +36,6 @@ def dbt_env(db_path: Path) -> dict[str, str]:
     }
 
 
-@dataclass
 def run_dbt(
     args: tuple[str, ...], target: str, work_dir: Path, env: dict[str, str], dbt_vars: dict | None = None
 ) -> subprocess.CompletedProcess:
@@ -64,6 +63,7 @@ def run_dbt(
     return result
 
 
+@dataclass
 class DbtProjectRun:
     """One warehouse file and the dbt target/log dirs that belong to it (never dbt_project/target)."""
 
