@@ -2,7 +2,7 @@
 permissions the current credentials hold on them.
 
 It lives in lib/pubsub/ because that is the one place allowed to import the Pub/Sub client
-(STYLE.md: one seam per external system); lib/doctor.py turns its answers into findings.
+(STYLE.md: one seam per external system); lib/doctor/ turns its answers into findings.
 
 Every call is a read (get / testIamPermissions), made once without retries and bounded by
 `timeout_s`, so a doctor run against a dead endpoint ends in seconds. NOT_FOUND is an answer (None);
