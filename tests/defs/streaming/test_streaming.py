@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -250,3 +251,33 @@ def test_tick_budget_from_the_environment(monkeypatch):
     assert pubsub_resource().tick_budget_s == 12.5
     monkeypatch.delenv(TICK_SECONDS_ENV)
     assert pubsub_resource().tick_budget_s == 30.0
+
+
+def test_bigquery_groups_landed_batches_into_one_merge_per_interval(
+    market_data_project, pubsub_emulator, bigquery_env
+):
+    """BigQuery bills and queues DML per table: batches landed within live_load_interval_s become one
+    MERGE, whatever the number of markets (README: DML statements per hour)."""
+    store = open_warehouse(bigquery_env)
+    assert store.live_load_interval_s == 5.0
+    resources = {
+        "pubsub": PubSubResource(
+            project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=4.0
+        ),
+        "warehouse": warehouse_resource(bigquery_env),
+    }
+    markets = [f"M{i}/USDT" for i in range(12)]
+
+    def trickle() -> None:  # one market every 0.2 s: the tick pulls them over many iterations
+        for symbol in markets:
+            _publish(market_data_project, [trades_frame(symbol=symbol, n=10)])
+            time.sleep(0.2)
+
+    publisher = threading.Thread(target=trickle)
+    publisher.start()
+    result = _tick(resources)
+    publisher.join()
+    (materialization,) = _events(result, dg.AssetMaterialization)
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    assert metadata["batches"] == 12 and metadata["rows"] == 120
+    assert metadata["merges"] == 1  # 12 markets, one statement
