@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import bigquery
 
-from cryptopipe_dagster.lib.errors import ConfigError, SchemaDrift
+from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.settings import Settings
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
 from cryptopipe_dagster.lib.warehouse.bigquery_client import bigquery_client, dataset_name
 from cryptopipe_dagster.lib.warehouse.bigquery_tables import bigquery_table, schema_fields
 from cryptopipe_dagster.lib.warehouse.sql import merge_sql, merge_stats_sql
-from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, utc
+from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, merge_source, utc
 from cryptopipe_dagster.lib.warehouse.tables import (
     BIGQUERY,
     CANDLES,
@@ -181,15 +181,7 @@ class BigQueryWarehouse(SqlWarehouse):
         if df is None or df.empty:
             return MergeStats()
         self.ensure_schema()
-        missing = [column for column in spec.input_columns if column not in df.columns]
-        if missing:
-            raise SchemaDrift(f"{spec.qualified} batch lacks columns {missing}")
-        staged = df[spec.input_columns]
-        if not unique_keys:
-            repeated = staged.duplicated(subset=list(spec.key), keep="last")
-            if repeated.any():  # a MERGE source must hold each key once; the last row wins
-                staged = staged.loc[~repeated]
-        params = _date_params(spec, staged)
+        staged, params = merge_source(spec, df, unique_keys)
         staging = self._stage(spec, staged)
         try:
             stats_sql = merge_stats_sql(spec, BIGQUERY, self._table(spec), staging)
@@ -248,13 +240,6 @@ class BigQueryWarehouse(SqlWarehouse):
 
         self.ensure_schema()
         return BigQueryLanding(self)
-
-
-def _date_params(spec: TableSpec, df: pd.DataFrame) -> dict:
-    if not spec.date_column:
-        return {}
-    stamps = df[spec.date_source]
-    return {"min_date": utc(stamps.min()).date(), "max_date": utc(stamps.max()).date()}
 
 
 def _arrow_batch(spec: TableSpec, frame: pd.DataFrame) -> pa.Table:

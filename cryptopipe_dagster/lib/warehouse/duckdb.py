@@ -13,7 +13,6 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from cryptopipe_dagster.lib.errors import SchemaDrift
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
 from cryptopipe_dagster.lib.warehouse.duckdb_connection import DuckDBConnections
 from cryptopipe_dagster.lib.warehouse.duckdb_landing import DuckDBLanding
@@ -24,7 +23,7 @@ from cryptopipe_dagster.lib.warehouse.sql import (
     merge_stats_sql,
     staged_select,
 )
-from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, utc
+from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, merge_source
 from cryptopipe_dagster.lib.warehouse.tables import (
     CANDLES,
     CHECKPOINTS,
@@ -37,13 +36,6 @@ from cryptopipe_dagster.lib.warehouse.tables import (
 )
 
 _STAGED = "staged_batch"  # name the batch frame is registered under, per connection
-
-
-def _date_params(spec: TableSpec, df: pd.DataFrame) -> dict:
-    if not spec.date_column:
-        return {}
-    stamps = df[spec.date_source]
-    return {"min_date": utc(stamps.min()).date(), "max_date": utc(stamps.max()).date()}
 
 
 class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
@@ -72,15 +64,7 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
     ) -> MergeStats:
         if df is None or df.empty:
             return MergeStats()
-        missing = [column for column in spec.input_columns if column not in df.columns]
-        if missing:
-            raise SchemaDrift(f"{spec.qualified} batch lacks columns {missing}")
-        staged = df[spec.input_columns]
-        if not unique_keys:
-            repeated = staged.duplicated(subset=list(spec.key), keep="last")
-            if repeated.any():  # a MERGE source must hold each key once; the last row wins, as in normalize
-                staged = staged.loc[~repeated]
-        params = _date_params(spec, staged)
+        staged, params = merge_source(spec, df, unique_keys)
         # As Arrow: DuckDB scans it zero-copy; a pandas frame's Arrow-backed text columns would go
         # through Python objects (a third of a million-row load).
         connection.register(_STAGED, pa.Table.from_pandas(staged, preserve_index=False))

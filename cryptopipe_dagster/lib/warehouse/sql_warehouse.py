@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from cryptopipe_dagster.lib.edge.schemas import Text
+from cryptopipe_dagster.lib.errors import SchemaDrift
 from cryptopipe_dagster.lib.warehouse import queries
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, Warehouse
 from cryptopipe_dagster.lib.warehouse.sql import (
@@ -64,6 +65,24 @@ def checkpoint_frame(checkpoint: Checkpoint) -> pd.DataFrame:
         "run_id": pd.array([checkpoint.run_id], dtype=Text),
     }
     return pd.DataFrame(row)
+
+
+def merge_source(spec: TableSpec, df: pd.DataFrame, unique_keys: bool) -> tuple[pd.DataFrame, dict]:
+    """The batch as a MERGE source: the spec's input columns, one row per key (the last wins, as in
+    normalize; skipped when the caller guarantees unique keys), and the date-range parameters that
+    prune the MERGE to the batch's partitions. A batch lacking a column is SchemaDrift."""
+    missing = [column for column in spec.input_columns if column not in df.columns]
+    if missing:
+        raise SchemaDrift(f"{spec.qualified} batch lacks columns {missing}")
+    staged = df[spec.input_columns]
+    if not unique_keys:
+        repeated = staged.duplicated(subset=list(spec.key), keep="last")
+        if repeated.any():  # a MERGE source must hold each key once
+            staged = staged.loc[~repeated]
+    if not spec.date_column:
+        return staged, {}
+    stamps = staged[spec.date_source]
+    return staged, {"min_date": utc(stamps.min()).date(), "max_date": utc(stamps.max()).date()}
 
 
 def _utc_column(frame: pd.DataFrame, column: str) -> pd.DataFrame:
