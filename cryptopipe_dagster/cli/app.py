@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from cryptopipe_dagster.cli.dlq import dlq_app
+from cryptopipe_dagster.cli.gaps import gaps_app
 from cryptopipe_dagster.lib.errors import CryptopipeError
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(gaps_app, name="gaps")
 console = Console()
 
 

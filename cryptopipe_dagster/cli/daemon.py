@@ -8,6 +8,7 @@ ticks then run in the daemon's code server process, exactly as under `make dev` 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from cryptopipe_dagster.lib.warehouse import LandingArea
 
 WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
 SENSOR = "market_data_sensor"
+AUTOMATION_SENSOR = "marts_automation_sensor"
 STOP_GRACE_S = 15.0  # for the daemon itself; its code server gets the process tree's short linger
 
 
@@ -116,6 +118,53 @@ def events_cover_ledger(instance: dg.DagsterInstance, landing: LandingArea) -> b
         return True
     records = instance.fetch_materializations(dg.AssetKey(["raw", "trades"]), limit=1).records
     return bool(records) and records[0].timestamp >= last_loaded.timestamp()
+
+
+MART_KEYS = tuple(
+    dg.AssetKey(["marts", name]) for name in ("ohlcv_1h", "ohlcv_1d", "indicators_1h", "indicators_1d")
+)
+
+
+def stale_mart_partitions(instance: dg.DagsterInstance, since: float) -> list[str]:
+    """raw/candles partitions reported by market_data_sensor (runless) after `since` whose marts
+    were not rebuilt after that report: what marts_automation_sensor still has to do."""
+    candle_events = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "candles"]), after_timestamp=since),
+        limit=10_000,
+    ).records
+    newest: dict[str, float] = {}
+    for record in candle_events:
+        partition = record.partition_key
+        if record.run_id == "" and partition is not None:
+            newest[partition] = max(newest.get(partition, 0.0), record.timestamp)
+    stale = []
+    for partition, reported_at in sorted(newest.items()):
+        for key in MART_KEYS:
+            rebuilt = instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=key, asset_partitions=[partition], after_timestamp=reported_at
+                ),
+                limit=1,
+            ).records
+            if not rebuilt:
+                stale.append(partition)
+                break
+    return stale
+
+
+def automation_runs(instance: dg.DagsterInstance, since: float) -> tuple[int, list[str]]:
+    """marts_automation_sensor's runs created after `since`: how many are still queued or running,
+    and the ids of those that failed."""
+    runs = instance.get_run_records(
+        dg.RunsFilter(tags={"dagster/sensor_name": AUTOMATION_SENSOR}, created_after=_utc(since))
+    )
+    in_flight = sum(1 for record in runs if not record.dagster_run.is_finished)
+    failed = [record.dagster_run.run_id for record in runs if record.dagster_run.is_failure_or_canceled]
+    return in_flight, failed
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
 def initialize_instance(dagster_home: str) -> None:

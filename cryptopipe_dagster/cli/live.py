@@ -21,7 +21,13 @@ import pandas as pd
 from rich.console import Console
 
 from cryptopipe_dagster.cli.collect import collector_settings, run_until_signal
-from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env, events_cover_ledger
+from cryptopipe_dagster.cli.daemon import (
+    LiveLoaderDaemon,
+    automation_runs,
+    daemon_env,
+    events_cover_ledger,
+    stale_mart_partitions,
+)
 from cryptopipe_dagster.cli.instance import prepare_dagster_home
 from cryptopipe_dagster.cli.simulator_process import simulator_is_up, start_simulator, stop_simulator
 from cryptopipe_dagster.defs.streaming.resources import LOCAL_PROJECT
@@ -47,6 +53,7 @@ LIVE_FAULTS = (
 )
 TIMEOUT_S = 180
 EVENTS_TIMEOUT_S = 60  # the sensor reports every 5 s; a tick returns within its 30 s budget
+MARTS_TIMEOUT_S = 300  # an automation tick every 10 s, then a run: code load + dbt on one day
 RECORDED_STREAMABLE = 5  # markets the recordings stream as recorded; more are derived (simulator/derived.py)
 MAX_LIVE_MARKETS = 500
 
@@ -120,6 +127,7 @@ def run_live(
             start_replay(exchange_api_url, LIVE_SPEED, LIVE_START, LIVE_TRADES)
             report = _collect_until_loaded(settings, exchange_api_url, warehouse, daemon, console, started)
             _wait_for_events(instance, warehouse.landing(), console)
+            _wait_for_marts(instance, time.time() - (time.monotonic() - started), daemon, console)
         finally:
             daemon.stop()
     _post(exchange_api_url, "/_sim/faults", {"spec": ""})
@@ -184,6 +192,33 @@ def _wait_for_events(instance: dg.DagsterInstance, landing: LandingArea, console
             if time.monotonic() > deadline:
                 raise ConfigError("market_data_sensor did not report what it loaded; see the daemon's log")
             time.sleep(0.5)
+
+
+def _wait_for_marts(
+    instance: dg.DagsterInstance, since: float, daemon: LiveLoaderDaemon, console: Console
+) -> None:
+    """Until marts_automation_sensor, under the daemon, has rebuilt the marts of every raw/candles
+    partition the live candles changed and its runs have ended (nothing else rebuilds them: that
+    is the sensor's job); raises if one of its runs failed."""
+    deadline = time.monotonic() + MARTS_TIMEOUT_S
+    with console.status("live: marts_automation_sensor rebuilding the marts of the live candles") as status:
+        while True:
+            stale = stale_mart_partitions(instance, since)
+            in_flight, failed = automation_runs(instance, since)
+            if failed:
+                raise ConfigError(f"marts_automation_sensor run(s) {failed} failed; see `make dev`")
+            if not stale and not in_flight:
+                break
+            if time.monotonic() > deadline or not daemon.alive():
+                raise ConfigError(
+                    f"marts_automation_sensor did not rebuild the marts of {stale} ({in_flight} run(s) "
+                    f"still going) within {MARTS_TIMEOUT_S}s; see CRYPTOPIPE_HOME/logs/demo-daemon.log"
+                )
+            status.update(
+                f"live: marts_automation_sensor rebuilding the marts of {', '.join(stale) or 'the live day'}"
+            )
+            time.sleep(1.0)
+    console.print("live: marts rebuilt from the live candles by marts_automation_sensor")
 
 
 def sensor_materializations(instance: dg.DagsterInstance, started_at: float) -> int:

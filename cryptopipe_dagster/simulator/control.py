@@ -9,6 +9,7 @@ from dataclasses import asdict, replace
 from aiohttp import web
 
 from cryptopipe_dagster.simulator.clock import iso_ms
+from cryptopipe_dagster.simulator.drift import DRIFT_CHANGES
 from cryptopipe_dagster.simulator.faults import FaultSettings
 from cryptopipe_dagster.simulator.market_data import Market
 from cryptopipe_dagster.simulator.state import SIM_STATE, SimState
@@ -77,7 +78,8 @@ def _market_entry(m: Market, venues: list[str]) -> dict:
 
 async def set_faults(request: web.Request) -> web.Response:
     """POST /_sim/faults {"spec": "...", optional retry_after_s, slow_seconds, include_markets,
-    stall_seconds, burst_messages, burst_factor}."""
+    stall_seconds, burst_messages, burst_factor, hide_from_ms, hide_to_ms, hide_requests,
+    drift_change, drift_fields, drift_share}."""
     state = request.app[SIM_STATE]
     try:
         body = await _json_object(request)
@@ -112,9 +114,35 @@ def _settings(current: FaultSettings, body: dict) -> FaultSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{name} must be a non-negative number")
             changes[name] = int(value) if name == "burst_messages" else float(value)
+    for name in ("hide_from_ms", "hide_to_ms", "hide_requests"):
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
+            changes[name] = value
+    changes |= _drift_settings(body)
     if "include_markets" in body:
         changes["include_markets"] = bool(body["include_markets"])
     return replace(current, **changes)
+
+
+def _drift_settings(body: dict) -> dict:
+    changes: dict = {}
+    if "drift_change" in body:
+        if body["drift_change"] not in DRIFT_CHANGES:
+            raise ValueError(f"drift_change must be one of {', '.join(DRIFT_CHANGES)}")
+        changes["drift_change"] = body["drift_change"]
+    if "drift_fields" in body:
+        fields = body["drift_fields"]
+        if not isinstance(fields, list | tuple) or not all(isinstance(f, str) for f in fields):
+            raise ValueError("drift_fields must be a list of field names")
+        changes["drift_fields"] = tuple(fields)
+    if "drift_share" in body:
+        share = body["drift_share"]
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError("drift_share must be a number in [0, 1]")
+        changes["drift_share"] = float(share)
+    return changes
 
 
 async def _json_object(request: web.Request) -> dict:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from cryptopipe_dagster.simulator.drift import drift_rows
 from cryptopipe_dagster.simulator.faults import (
     DUPLICATE_ROWS,
     DUPLICATES_APPLIED,
@@ -102,6 +104,23 @@ async def duplicate_rows(ctx: FaultContext, produce: Produce) -> web.Response:
     return _with_body(response, json.dumps(data).encode())
 
 
+@register_fault("payload_drift")
+async def payload_drift(ctx: FaultContext, produce: Produce) -> web.Response:
+    """The venue changed its format: in a share of the answer's rows a field is renamed, retyped
+    or added (FaultSettings.drift_change, drift_fields, drift_share; see drift.py)."""
+    response = await produce()
+    try:
+        data = json.loads(response.body or b"null")
+    except ValueError:
+        return response
+    rows = _main_rows(data)
+    if not rows:
+        return response
+    settings = ctx.settings
+    drift_rows(rows, settings.drift_change, settings.drift_fields, settings.drift_share, ctx.rng)
+    return _with_body(response, json.dumps(data).encode())
+
+
 def repeat_rows(rows: list, rng: random.Random) -> None:
     """Insert copies of 1-3 random rows right after themselves (in place)."""
     for index in sorted(rng.sample(range(len(rows)), k=min(len(rows), rng.randint(1, 3))), reverse=True):
@@ -157,3 +176,57 @@ def _garbage_values(data: Any, rng: random.Random) -> None:
                 del row[key]
             else:
                 row[key] = rng.choice(_GARBAGE)
+
+
+HIDDEN_SPAN_HITS = "hidden_span_hits"
+
+
+@register_fault("hidden_span")
+async def hidden_span(ctx: FaultContext, produce: Produce) -> web.Response:
+    """A transient hole: OHLCV and trade rows timed in [hide_from_ms, hide_to_ms) are left out of
+    the first `hide_requests` answers that hold any of them; later answers are whole again. Use it
+    with probability 1 (`hidden_span:1`) so every request is looked at."""
+    # Imported here: state imports the venues, which import this module.
+    from cryptopipe_dagster.simulator.state import SIM_STATE
+
+    response = await produce()
+    counters = ctx.request.app[SIM_STATE].faults.counters
+    settings = ctx.settings
+    if counters.get(HIDDEN_SPAN_HITS, 0) >= settings.hide_requests:
+        return response
+    try:
+        data = json.loads(response.body or b"null")
+    except ValueError:
+        return response
+    rows = _main_rows(data)
+    if not rows:
+        return response
+    hidden_from, hidden_to = settings.hide_from_ms, settings.hide_to_ms
+    kept = [row for row in rows if not hidden_from <= (_row_time_ms(row) or -1) < hidden_to]
+    if len(kept) == len(rows):
+        return response
+    counters[HIDDEN_SPAN_HITS] = counters.get(HIDDEN_SPAN_HITS, 0) + 1
+    rows[:] = kept
+    return _with_body(response, json.dumps(data).encode())
+
+
+def _row_time_ms(row: Any) -> int | None:
+    """A candle's or trade's time in ms, in any venue's shape: [seconds, ...] candles, Kraken's
+    [price, volume, seconds, ...] trades, or a dict with timestamp / date (seconds) or time (ISO)."""
+    if isinstance(row, list):
+        for value in row[:1] + row[2:3]:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return int(value * 1000)
+        return None
+    if not isinstance(row, dict):
+        return None
+    for name in ("timestamp", "date"):
+        if str(row.get(name, "")).replace(".", "", 1).isdigit():
+            return int(float(row[name]) * 1000)
+    text = row.get("time")
+    if isinstance(text, str):
+        try:
+            return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            return None
+    return None

@@ -48,6 +48,15 @@ class FaultSettings:
     stall_seconds: float = 2.0  # how long `ws_stall` sends nothing
     burst_messages: int = 50  # how many messages `ws_burst` speeds up
     burst_factor: float = 100.0  # how many times faster they are sent
+    # `payload_drift` / `ws_drift` (drift.py): what changes, in which field, in which share of rows.
+    drift_change: str = "rename"  # rename | retype | add
+    drift_fields: tuple[str, ...] = ("close", "price")  # the first one a record has is changed
+    drift_share: float = 1.0
+    # `hidden_span`: rows with a time in [hide_from_ms, hide_to_ms) are left out of the first
+    # `hide_requests` answers that hold any of them (a venue's transient hole), then served again.
+    hide_from_ms: int = 0
+    hide_to_ms: int = 0
+    hide_requests: int = 1
 
 
 @dataclass
@@ -183,11 +192,14 @@ class FaultInjector:
     settings: FaultSettings = field(default_factory=FaultSettings)
     data_requests: int = 0
     generation: int = 0
+    # Counts a stateful fault keeps across requests (e.g. `hidden_span`'s hits); a new plan resets them.
+    counters: dict[str, int] = field(default_factory=dict)
 
     def replace(self, spec: str, settings: FaultSettings | None = None) -> None:
         """Install a new spec (validated first, so a bad one leaves the old plan active)."""
         plan = parse_fault_spec(spec)
         self.plan, self.data_requests = plan, 0
+        self.counters = {}
         self.generation += 1
         if settings is not None:
             self.settings = settings

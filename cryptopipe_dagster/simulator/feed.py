@@ -244,6 +244,8 @@ class MarketFeed:
             channel.held = text
         elif kind == sf.WS_MALFORMED:
             await channel.broadcast(sf.malformed_text(text, rng))
+        elif kind == sf.WS_DRIFT:
+            await channel.broadcast(sf.drifted_text(text, settings.drift_change, settings.drift_fields))
         elif kind == sf.WS_BURST:
             channel.burst_left = settings.burst_messages
             if self.config.speed is not None:  # `max` has no faster rate

@@ -6,6 +6,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ class Market:
     bars_ms: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64))
     derived_from: str = ""  # "exchange:SYMBOL" of the recording a derived market scales (derived.py)
     price_factor: str = "1"  # exact decimal factor applied to the source's prices
+    # A scenario changing the derived minutes (flash_crash.CrashOverlay): series.minutes_of_parents
+    # splits `source_parents(parents)` and returns `apply(minutes)`.
+    minute_overlay: Any = field(default=None, repr=False)
 
     @property
     def base(self) -> str:

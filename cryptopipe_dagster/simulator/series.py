@@ -83,12 +83,15 @@ def minutes_of_parents(market: Market, lo: int, hi: int) -> IntBars:
     if hi <= lo:
         return empty_bars()
     parents = market.bars.select(slice(lo, hi))
+    overlay = market.minute_overlay
+    if overlay is not None:  # a scenario (flash crash): split the recorded bars, then change minutes
+        parents = overlay.source_parents(parents)
     per_parent = market.timeframe_s // MINUTE_S
     keys = bar_keys(market.key, parents.ts, _MINUTES_SALT)
     split = split_bars(parents, per_parent, keys)
     offsets = np.arange(per_parent, dtype=np.int64) * MINUTE_S
     ts = (parents.ts[:, None] + offsets[None, :]).ravel()
-    return IntBars(
+    minutes = IntBars(
         ts,
         split.open.ravel(),
         split.high.ravel(),
@@ -96,6 +99,7 @@ def minutes_of_parents(market: Market, lo: int, hi: int) -> IntBars:
         split.close.ravel(),
         split.volume.ravel(),
     )
+    return minutes if overlay is None else overlay.apply(minutes)
 
 
 def minutes_between(market: Market, start_s: int, end_s: int, now_ms: int) -> IntBars:

@@ -24,6 +24,7 @@ from cryptopipe_dagster.simulator.clock import SimClock
 from cryptopipe_dagster.simulator.control import control_routes, describe
 from cryptopipe_dagster.simulator.derived import derived_markets as derive_markets
 from cryptopipe_dagster.simulator.faults import FaultInjector, FaultSettings, parse_fault_spec
+from cryptopipe_dagster.simulator.flash_crash import FlashCrash, crashed_market, parse_flash_crash
 from cryptopipe_dagster.simulator.hub import StreamHub
 from cryptopipe_dagster.simulator.market_data import cached_store
 from cryptopipe_dagster.simulator.state import SIM_STATE, SimState, with_faults
@@ -52,6 +53,7 @@ def create_app(
     stream_start: datetime | str | None = None,
     stream_stop_after: int | str | datetime | None = None,
     derived_markets: int = 0,
+    flash_crash: FlashCrash | str | None = None,
 ) -> web.Application:
     """The simulator app serving every recording in `data_dir` under its exchange's real API.
 
@@ -61,6 +63,8 @@ def create_app(
     (default: the clock when a feed starts), optionally stopping after `stream_stop_after` trades
     (an int) or at an instant. `derived_markets` (default 0: only the recordings) adds that many
     markets derived from the recordings (S001/USD, ... spread over the venues; see derived.py).
+    `flash_crash` (a FlashCrash or its spec text, flash_crash.py) makes one served market crash and
+    rebound within minutes, in its candles of every size and its trades alike.
     """
     settings = FaultSettings(
         retry_after_s, slow_seconds, include_markets, stall_seconds, int(burst_messages), burst_factor
@@ -75,9 +79,15 @@ def create_app(
     for exchange in sorted(set(recorded) - {venue.source_exchange() for venue in VENUES.values()}):
         log.warning("simulator_skip exchange=%s reason=no_api_for_venue", exchange)
     derived = derive_markets(state.store, derived_markets)
+    crash = parse_flash_crash(flash_crash) if isinstance(flash_crash, str) else flash_crash
     for venue_class in venues_for(recorded):
         venue = venue_class(state.store, state.clock)
         venue.add_markets([m for m in derived if m.exchange == venue.exchange_id])
+        if crash is not None and crash.exchange == venue.exchange_id:
+            served = venue.market(crash.symbol)
+            if served is None:
+                raise ValueError(f"flash crash: {crash.exchange} serves no {crash.symbol}")
+            venue.replace_market(crashed_market(served, crash))
         _add_venue(app, state, venue)
     app.router.add_routes(control_routes())
     app.router.add_routes(stream_routes())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryptopipe_dagster.simulator.derive import mix64, uniforms
+from cryptopipe_dagster.simulator.drift import drift_record
 from cryptopipe_dagster.simulator.faults import FaultRule, register_stream_fault
 from cryptopipe_dagster.simulator.market_data import market_key
 
@@ -30,6 +31,7 @@ WS_DUPLICATE = "ws_duplicate"
 WS_OUT_OF_ORDER = "ws_out_of_order"
 WS_MALFORMED = "ws_malformed"
 WS_BURST = "ws_burst"
+WS_DRIFT = "ws_drift"
 
 register_stream_fault(
     WS_DISCONNECT,
@@ -41,12 +43,18 @@ register_stream_fault(WS_DUPLICATE, "the message is sent twice in a row")
 register_stream_fault(WS_OUT_OF_ORDER, "the message is held back and sent right after the next one")
 register_stream_fault(WS_MALFORMED, "the message is replaced by invalid JSON or by JSON of the wrong shape")
 register_stream_fault(WS_BURST, "the next `burst_messages` messages go out `burst_factor` times faster")
+register_stream_fault(
+    WS_DRIFT,
+    "the venue changed its format: the message's trade has a field renamed, retyped or added "
+    "(drift_change, drift_fields; see drift.py)",
+)
 
 # Codes the decision arrays use; 0 = no fault.
 KIND_CODES = {
     kind: code
     for code, kind in enumerate(
-        (WS_DISCONNECT, WS_STALL, WS_DUPLICATE, WS_OUT_OF_ORDER, WS_MALFORMED, WS_BURST), start=1
+        (WS_DISCONNECT, WS_STALL, WS_DUPLICATE, WS_OUT_OF_ORDER, WS_MALFORMED, WS_BURST, WS_DRIFT),
+        start=1,
     )
 }
 KIND_NAMES = {code: kind for kind, code in KIND_CODES.items()}
@@ -100,6 +108,18 @@ def malformed_text(text: str, rng: random.Random) -> str:
     if choice == 1:
         return json.dumps([data])  # right content, wrong container
     return json.dumps(_strip_fields(data, rng))
+
+
+def drifted_text(text: str, change: str, fields: tuple[str, ...]) -> str:
+    """The message with its trade payload (`data`, a dict or the dicts of a list) drifted."""
+    data = json.loads(text)
+    if isinstance(data, dict) and isinstance(data.get("data"), dict):
+        data = {**data, "data": drift_record(data["data"], change, fields)}
+    elif isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = {**data, "data": [drift_record(row, change, fields) for row in data["data"]]}
+    elif isinstance(data, dict):  # the trade is the message itself (Coinbase's `match`)
+        data = drift_record(data, change, fields)
+    return json.dumps(data)
 
 
 def _strip_fields(data: object, rng: random.Random) -> object:

@@ -26,21 +26,78 @@
 {%- endmacro %}
 
 {#-
-    Bars an incremental run must see before the first bar it writes to reproduce a full refresh bit
-    for bit: the signal needs 200 MACD values, each needing 500 bars, plus the 33 bars before MACD's
-    first value. The lookback is read as a span of time (indicator_lookback_bars x bar length, so
-    BigQuery prunes partitions); the default of 1000 leaves room for 266 missing bars in it.
+    Bars of the market's own series an incremental run reads before the first bar it writes (and
+    rewrites after the last one), to reproduce a full refresh bit for bit: the signal needs 200 MACD
+    values, each needing 500 bars, plus the 33 bars before MACD's first value. Counted in bars, not
+    in time, so a hole in the history (an exchange outage) cannot shorten it.
 -#}
-{% macro indicator_lookback_seconds(bar_seconds) -%}
+{% macro indicator_lookback_bars() -%}
     {%- set bars = var('indicator_lookback_bars') | int -%}
     {%- set needed = cryptopipe.ema_horizon() + cryptopipe.signal_horizon() + 34 -%}
     {%- if bars < needed -%}
         {{ exceptions.raise_compiler_error(
             "var indicator_lookback_bars must be at least " ~ needed ~ ", got " ~ bars) }}
     {%- endif -%}
-    {{ return(bars * bar_seconds) }}
+    {{ return(bars) }}
 {%- endmacro %}
 
+
+
+{#-
+    What an incremental run with a time window reads (none without one): a dict like run_window's
+    (start, end epoch seconds, exchanges) plus written_start, the first bar it writes. It writes the
+    window and every bar up to the indicator_lookback_bars()-th bar after the window (their values
+    read the window's bars, which may be new: an out-of-order or late window stays exact), and reads
+    indicator_lookback_bars() bars of each market's own series before the window. Both bounds are
+    found by one query of the mart's ts column at run time and inlined as literals, so the model's
+    scan of every column stays bounded (and BigQuery prunes the mart's partitions) while a hole in
+    the history of any length cannot shorten the lookback.
+-#}
+{% macro indicator_read_range(relation, window) -%}
+    {%- if window is none or window.start is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set range = {'start': window.start, 'end': window.end, 'exchanges': window.exchanges,
+        'written_start': window.start} -%}
+    {%- if not execute -%}
+        {{ return(range) }}
+    {%- endif -%}
+    {%- set lookback = cryptopipe.indicator_lookback_bars() -%}
+    {%- set markets = cryptopipe.window_condition({'start': none, 'exchanges': window.exchanges}) -%}
+    {%- set bounds_sql -%}
+        with
+
+        before_window as (
+            select
+                ts,
+                row_number() over (partition by exchange, symbol order by ts desc) as bars_back
+            from {{ relation }}
+            where ts < {{ cryptopipe.timestamp_literal(window.start) }} and {{ markets }}
+        ),
+
+        after_window as (
+            select
+                ts,
+                row_number() over (partition by exchange, symbol order by ts) as bars_ahead
+            from {{ relation }}
+            where ts >= {{ cryptopipe.timestamp_literal(window.end) }} and {{ markets }}
+        )
+
+        select
+            (select {{ cryptopipe.epoch_seconds('min(ts)') }} from before_window
+             where bars_back <= {{ lookback }}) as first_read,
+            (select {{ cryptopipe.epoch_seconds('max(ts)') }} from after_window
+             where bars_ahead <= {{ lookback }}) as last_written
+    {%- endset -%}
+    {%- set row = run_query(bounds_sql).rows[0] -%}
+    {%- if row[0] is not none -%}
+        {%- do range.update({'start': [row[0] | int, window.start] | min}) -%}
+    {%- endif -%}
+    {%- if row[1] is not none -%}
+        {%- do range.update({'end': [(row[1] | int) + 1, window.end] | max}) -%}
+    {%- endif -%}
+    {{ return(range) }}
+{%- endmacro %}
 
 {#- alpha * r^(t - i) * bar_i.<column> / bar_t.close over bars from first_bar on, summed. -#}
 {% macro smoothed_tail(column, alpha_numerator, alpha_denominator, first_bar) -%}

@@ -75,7 +75,7 @@
 
 
 {#-
-    A boolean SQL expression restricting a read to [start - lookback_seconds, end) and the run's
+    A boolean SQL expression restricting a read to [start, end) and the run's
     exchanges; "true" when there is no window (a full build). date_column, when given, is the raw
     table's partition column (reached through views that pass filters down): the time range is
     repeated on it so BigQuery prunes partitions. Without a time range the read covers all history
@@ -83,10 +83,10 @@
     raw.trades require a partition filter on BigQuery (require_partition_filter), which refuses a
     query without one even when every partition is wanted.
 -#}
-{% macro window_condition(window, ts_column='ts', date_column=none, lookback_seconds=0) -%}
+{% macro window_condition(window, ts_column='ts', date_column=none) -%}
     {%- set conditions = [] -%}
     {%- if window is not none and window.start is not none -%}
-        {%- set first = window.start - lookback_seconds -%}
+        {%- set first = window.start -%}
         {%- do conditions.append(ts_column ~ " >= " ~ cryptopipe.timestamp_literal(first)) -%}
         {%- do conditions.append(ts_column ~ " < " ~ cryptopipe.timestamp_literal(window.end)) -%}
         {%- if date_column is not none -%}
@@ -121,9 +121,11 @@
 {#-
     incremental_predicates for the MERGE: the destination side is restricted to the window too, so
     BigQuery prunes the mart's partitions and DuckDB matches against the window only. Safe because
-    every source row of the run lies in that window. Evaluated at parse time (vars are known then).
+    every source row of the run lies in that window, or from its start on when open_ended (the
+    indicator marts also rewrite the bars after the window that read it). Evaluated at parse time
+    (vars are known then).
 -#}
-{% macro window_merge_predicates(bar_seconds) -%}
+{% macro window_merge_predicates(bar_seconds, open_ended=false) -%}
     {%- set window = cryptopipe.run_window(bar_seconds) -%}
     {%- if window is none -%}
         {{ return(none) }}
@@ -131,7 +133,9 @@
     {%- set predicates = [] -%}
     {%- if window.start is not none -%}
         {%- do predicates.append("DBT_INTERNAL_DEST.ts >= " ~ cryptopipe.timestamp_literal(window.start)) -%}
-        {%- do predicates.append("DBT_INTERNAL_DEST.ts < " ~ cryptopipe.timestamp_literal(window.end)) -%}
+        {%- if not open_ended -%}
+            {%- do predicates.append("DBT_INTERNAL_DEST.ts < " ~ cryptopipe.timestamp_literal(window.end)) -%}
+        {%- endif -%}
     {%- endif -%}
     {%- if window.exchanges is not none -%}
         {%- do predicates.append("DBT_INTERNAL_DEST.exchange in ('" ~ window.exchanges | join("', '") ~ "')") -%}

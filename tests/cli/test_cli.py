@@ -17,7 +17,7 @@ runner = CliRunner()
     ("args", "named"),
     [
         (["--exchange", "notanexchange", "--start", "2019-01-01", "--end", "2019-01-02"], "notanexchange"),
-        (["--exchange", "kraken", "--start", "2019-01-01", "--end", "2019-01-02"], "kraken"),
+        (["--exchange", "binance", "--start", "2019-01-01", "--end", "2019-01-02"], "binance"),
         (
             [
                 "--exchange",
@@ -108,3 +108,16 @@ def test_backfill_runs_through_dagster_and_resumes(simulator, cryptopipe_home, m
     runs = instance.get_runs()
     assert len(runs) == 6 and all(run.is_success for run in runs)
     assert {run.job_name for run in runs} == {"historical_candles_job"}
+
+
+def test_backfill_over_an_outage_says_which_gaps_block_and_how_to_repair(
+    simulator, cryptopipe_home, monkeypatch
+):
+    """Bitstamp's recorded 2019-03-20..31 outage: the rows around it load, the 12 missing days are open
+    gaps (the production policy waits 24 h before confirming), and the command says so."""
+    monkeypatch.setenv("CRYPTOPIPE_EXCHANGE_API_URL", simulator.base_url)
+    args = ["backfill", "--exchange", "bitstamp", "--symbols", "BTC/USD", "--timeframes", "1d"]
+    result = runner.invoke(app, [*args, "--start", "2019-03-18", "--end", "2019-04-02"], terminal_width=200)
+    assert result.exit_code == 2  # the CLI's exit code for a condition the user has to act on
+    assert "1 open gap(s)" in result.output and "cryptopipe gaps list" in result.output
+    assert "Traceback" not in result.output

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from cryptopipe_dagster.cli import app
 from cryptopipe_dagster.lib.pubsub.emulator import free_loopback_port
+from cryptopipe_dagster.lib.warehouse.tables import LANDING_TABLES, TABLES
 from tests.lib.test_doctor import dataset_id, provision_bigquery
 
 runner = CliRunner()
@@ -25,7 +26,7 @@ def test_a_provisioned_environment_exits_0_with_an_ok_summary(bigquery_env, mark
     last = result.output.strip().splitlines()[-1]
     assert last == (
         # no "table permissions" part: the emulator cannot say (a note says so)
-        f"ok: BigQuery cryptopipe-test: 6 tables in 2 datasets; "
+        f"ok: BigQuery cryptopipe-test: {len(TABLES) + len(LANDING_TABLES)} tables in 2 datasets; "
         f"Pub/Sub {market_data_project}: 2 topics, 2 subscriptions"
     )
     assert "problem:" not in result.output

@@ -63,3 +63,31 @@ def test_partition_run_builds_marts_and_reports_dbt_tests_as_checks(
     assert rows["symbol"].tolist() == ["BTC/USD", "ETH/USD", "LTC/USD"]
     assert rows["n"].tolist() == [120, 120, 120]
     assert (rows["rsi"] == 120 - 14).all()
+
+
+def test_a_changed_raw_candles_partition_gets_its_models_rebuilt_by_automation(definitions):
+    """A runless raw/candles event (what market_data_sensor reports for live candles) requests every
+    dbt model of that partition, and only of that partition; raw/trades updates request nothing."""
+    partition = "2019-10-17|kraken"
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = dg.evaluate_automation_conditions(defs=definitions, instance=instance)
+        assert first.total_requested == 0  # the initial evaluation: nothing has changed yet
+        instance.report_runless_asset_event(dg.AssetMaterialization(["raw", "trades"]))
+        quiet = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=first.cursor)
+        assert quiet.total_requested == 0
+        instance.report_runless_asset_event(dg.AssetMaterialization(["raw", "candles"], partition=partition))
+        changed = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=quiet.cursor)
+        requested = {
+            key: changed.get_requested_partitions(key)
+            for key in definitions.get_repository_def().asset_graph.get_all_asset_keys()
+            if changed.get_num_requested(key)
+        }
+        marts = {
+            dg.AssetKey(["marts", name])
+            for name in ("ohlcv_1h", "ohlcv_1d", "indicators_1h", "indicators_1d")
+        }
+        assert marts <= set(requested)
+        assert all(partitions == {partition} for partitions in requested.values())
+        # Requested once: the next evaluation, with nothing new, asks for nothing.
+        after = dg.evaluate_automation_conditions(defs=definitions, instance=instance, cursor=changed.cursor)
+        assert after.total_requested == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from decimal import Decimal
 
 import dagster as dg
@@ -12,6 +13,7 @@ from cryptopipe_dagster.lib.markets_config import load_markets_config
 from cryptopipe_dagster.lib.settings import DEFAULT_MARKETS_FILE
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 from cryptopipe_dagster.simulator.recordings import load_recordings
+from tests.dbt.helpers import MARTS, DbtProjectRun
 from tests.e2e.conftest import run_demo
 
 # The session's demo run (fixture demo_home) lands on the first test: up to ~7 min on 2 busy cores.
@@ -110,7 +112,7 @@ def test_demo_builds_the_marts_for_every_demo_market(demo_home):
     warehouse = DuckDBWarehouse(demo_home / "warehouse.duckdb")
     for mart in ("ohlcv_1h", "ohlcv_1d", "indicators_1h", "indicators_1d"):
         markets = warehouse.query_df(f"select distinct exchange, symbol from marts.{mart}", {})
-        assert len(markets) == 4, mart
+        assert len(markets) == 5, mart  # the four backfilled markets and Kraken's live candles
     latest = warehouse.query_df(
         "select count(*) as n from marts.indicators_1d where ts = '2020-01-17' and rsi_14 between 0 and 100 "
         "and macd_signal is not null and atr_14 > 0 and vwap_24 > 0",
@@ -133,3 +135,39 @@ def test_demo_live_run_was_loaded_by_the_sensor_under_the_daemon(demo_home):
         "select count(*) as pending from ops.landed_batches", {}
     )
     assert ledger["pending"].iloc[0] == 0
+
+
+def test_demo_marts_equal_a_full_refresh_of_the_same_warehouse(demo_home, tmp_path):
+    """Incremental partition runs, the live candles and their automated rebuild leave every mart
+    exactly as a full refresh of the same raw tables builds it."""
+    demo = DbtProjectRun(demo_home / "warehouse.duckdb", tmp_path / "demo")
+    reference = DbtProjectRun(tmp_path / "reference.duckdb", tmp_path / "reference")
+    shutil.copy(demo.db_path, reference.db_path)
+    reference.dbt("run", "--full-refresh")
+    for mart in MARTS:
+        pd.testing.assert_frame_equal(demo.mart(mart), reference.mart(mart), check_exact=True, obj=mart)
+
+
+def test_live_candles_brought_their_marts_up_to_date_by_automation(demo_home):
+    """Kraken's live 1m candles (runless raw/candles events of market_data_sensor) got their day's
+    marts rebuilt by marts_automation_sensor under the daemon, not by the demo."""
+    partition = "2019-10-17|kraken"
+    with dg.DagsterInstance.from_config(str(demo_home / "dagster")) as instance:
+        reported = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "candles"]), asset_partitions=[partition]),
+            limit=100,
+        ).records
+        live_reports = [record for record in reported if record.run_id == ""]
+        assert live_reports
+        rebuilt = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["marts", "indicators_1h"]),
+                asset_partitions=[partition],
+                after_timestamp=min(record.timestamp for record in live_reports),
+            ),
+            limit=100,
+        ).records
+        assert rebuilt
+        runs = [instance.get_run_by_id(record.run_id) for record in rebuilt]
+        automated = [run for run in runs if run.tags.get("dagster/sensor_name") == "marts_automation_sensor"]
+        assert automated and all(run.is_success for run in automated), [(r.run_id, r.status) for r in runs]

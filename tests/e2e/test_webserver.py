@@ -74,7 +74,7 @@ def test_graphql_shows_assets_partitions_and_check_results(webserver):
     candles = nodes[("raw", "candles")]
     dimensions = {d["name"]: d for d in candles["partitionKeysByDimension"]}
     assert set(dimensions) == {"date", "exchange"}
-    assert dimensions["exchange"]["partitionKeys"] == ["bitstamp", "coinbaseexchange"]
+    assert dimensions["exchange"]["partitionKeys"] == ["bitstamp", "coinbaseexchange", "kraken"]
     assert dimensions["date"]["partitionKeys"][0] == "2014-11-28"
     assert candles["partitionStats"]["numMaterialized"] > 2000
     assert candles["partitionStats"]["numFailed"] == 0

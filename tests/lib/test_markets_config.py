@@ -15,7 +15,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_markets_file_loads():
     config = load_markets_config(DEFAULT_MARKETS_FILE)
-    assert set(config.exchanges) == {"coinbaseexchange", "bitstamp"}
+    assert set(config.exchanges) == {"coinbaseexchange", "bitstamp", "kraken"}
     assert config.markets_of("bitstamp").symbols == ("BTC/USD", "ETH/USD", "LTC/USD")
     assert config.demo and all(spec.start <= spec.end for spec in config.demo)
 

@@ -10,7 +10,7 @@ from cryptopipe_dagster.defs.historical.partitions import (
     daily_exchange_partitions,
     exchanges_in_run,
 )
-from cryptopipe_dagster.defs.quality import candle_checks
+from cryptopipe_dagster.defs.quality import candle_checks, drift_checks
 from cryptopipe_dagster.defs.resources import WAREHOUSE_KIND, ExchangeResource, WarehouseResource
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.historical.candle_backfill import (
@@ -95,8 +95,17 @@ def _metadata(runs: list[BackfillStats], latency_ms: float) -> dict:
     description="OHLCV candles over REST from every configured market, normalized to the canonical "
     "schema, validated, deduplicated and MERGEd into raw.candles (partitioned by candle_date).",
     check_specs=[
-        dg.AssetCheckSpec(name, asset=["raw", "candles"], description=text)
+        dg.AssetCheckSpec(
+            name, asset=["raw", "candles"], description=text, blocking=name in candle_checks.BLOCKING
+        )
         for name, text in candle_checks.CHECK_SPECS_DESCRIPTIONS.items()
+    ]
+    + [
+        dg.AssetCheckSpec(
+            drift_checks.CANDLES_PAYLOAD_STABLE,
+            asset=["raw", "candles"],
+            description=drift_checks.CANDLES_DESCRIPTION,
+        )
     ],
 )
 def raw_candles(
@@ -106,6 +115,7 @@ def raw_candles(
     exchanges: ExchangeResource,
 ):
     started = time.monotonic()
+    run_started = pd.Timestamp.now(tz="UTC")  # payload shapes first seen from here on are this run's
     window = context.partition_time_window
     warehouse = warehouse.get_warehouse()  # the resource opens the configured warehouse
     runs: list[BackfillStats] = []
@@ -140,6 +150,13 @@ def raw_candles(
     yield candle_checks.unique_keys_check(warehouse, start, end)
     yield candle_checks.dead_letters_check(runs)
     yield candle_checks.schema_check(warehouse, run_exchanges, start, end)
+    yield drift_checks.payload_drift_result(
+        drift_checks.CANDLES_PAYLOAD_STABLE,
+        warehouse,
+        drift_checks.CANDLE_ENDPOINTS,
+        since=run_started,
+        exchanges=run_exchanges,
+    )
 
 
 historical_candles_job = dg.define_asset_job(

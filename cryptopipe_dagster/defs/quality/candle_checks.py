@@ -11,8 +11,16 @@ import pandas as pd
 from pandera.errors import SchemaError, SchemaErrors
 
 from cryptopipe_dagster.lib.edge.schemas import CandleSchema
-from cryptopipe_dagster.lib.historical.candle_backfill import BackfillStats, closed_until
-from cryptopipe_dagster.lib.historical.gaps import expected_candle_count, find_gaps
+from cryptopipe_dagster.lib.historical.candle_backfill import BackfillStats, find_window_gaps, listed_window
+from cryptopipe_dagster.lib.historical.gap_ledger import (
+    CANDLES_KIND,
+    CONFIRMED,
+    OPEN,
+    REPAIRED,
+    evidence_summary,
+)
+from cryptopipe_dagster.lib.historical.gaps import expected_candle_count
+from cryptopipe_dagster.lib.quality.table_contract import contract_differences
 from cryptopipe_dagster.lib.warehouse import Warehouse
 
 COMPLETENESS = "candles_complete"
@@ -22,11 +30,19 @@ SCHEMA = "candles_match_schema"
 MAX_TABLE_ROWS = 50
 
 CHECK_SPECS_DESCRIPTIONS = {
-    COMPLETENESS: "Every closed candle of the window is there (from the market's first candle); gaps listed.",
+    COMPLETENESS: "No open gap in the window (gap ledger ops.gaps): open gaps fail it with their spans; "
+    "gaps the exchange itself never served (confirmed_exchange_gap) are listed and pass.",
     UNIQUE_KEYS: "No two rows share (exchange, symbol, timeframe, ts) in the window's partitions.",
     DEAD_LETTERS: "No record of this run went to ops.dead_letters (reason codes listed when some did).",
-    SCHEMA: "Rows stored for the window still validate against the Pandera CandleSchema.",
+    SCHEMA: "raw.candles' stored columns and types (the warehouse catalog) equal its contract (the "
+    "table spec from CandleSchema): no column missing, retyped or unexpected; and the window's rows "
+    "still validate against CandleSchema.",
 }
+# Checks that stop downstream dbt in the same run when they fail (severity ERROR): a mart built on
+# duplicated keys, on a table that no longer has its contract's shape, or over an open gap would be
+# wrong, and indicators would carry the error forward. Dead letters (and drift, anomalies) warn:
+# the rows that were loaded are right, and what was kept out is listed for someone to look at.
+BLOCKING = frozenset({COMPLETENESS, UNIQUE_KEYS, SCHEMA})
 
 
 def markdown_table(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
@@ -41,64 +57,100 @@ def markdown_table(frame: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
     return "\n".join(lines)
 
 
-LISTING_LOOKBACK = pd.Timedelta(days=366)
-
-
 def _completeness_row(warehouse: Warehouse, stats: BackfillStats, now: pd.Timestamp) -> tuple[dict, list]:
     target = stats.target
-    end = closed_until(now, target.timeframe, target.end)
-    present = warehouse.candle_timestamps(target.exchange, target.symbol, target.timeframe, target.start, end)
-    # Bounded look back (every warehouse query prunes by date): a market with no candle in the year
-    # before the window counts as not listed yet, so its missing window is not reported as gaps.
-    first_listed = warehouse.first_candle_ts(
-        target.exchange, target.symbol, target.timeframe, since=target.start - LISTING_LOOKBACK
-    )
-    start = max(target.start, first_listed) if first_listed is not None else target.start
-    expected = expected_candle_count(start, end, target.timeframe) if end > start else 0
-    gaps = find_gaps(present, start, end, target.timeframe) if first_listed is not None else []
+    market = (target.exchange, target.symbol, target.timeframe)
+    window = listed_window(warehouse, target, now)
+    present = warehouse.candle_timestamps(*market, *window) if window else []
+    spans = find_window_gaps(warehouse, target, now)  # the spans the backfill recorded in the ledger
     row = {
         "symbol": target.symbol,
         "timeframe": target.timeframe,
-        "expected": expected,
+        "expected": expected_candle_count(*window, target.timeframe) if window else 0,
         "actual": len(present),
-        "gaps": len(gaps),
-        "missing": sum(g[2] for g in gaps),
+        "gaps": len(spans),
+        "missing": sum(n for _start, _end, n in spans),
     }
-    gap_rows = [
+    return row, [(*market, start, end, n) for start, end, n in spans]
+
+
+_GAP_COLUMNS = ["exchange", "symbol", "timeframe", "span_start", "span_end", "state", "attempts", "evidence"]
+
+
+def _ledger_gaps(warehouse: Warehouse, runs: list[BackfillStats]) -> pd.DataFrame:
+    """Open and confirmed ledger gaps of the runs' markets that overlap the run's windows."""
+    if not runs:
+        return pd.DataFrame(columns=_GAP_COLUMNS)
+    start, end = min(s.target.start for s in runs), max(s.target.end for s in runs)
+    ledger = warehouse.list_gaps(kind=CANDLES_KIND, overlapping=(start, end))
+    windows = pd.DataFrame(
+        [
+            (s.target.exchange, s.target.symbol, s.target.timeframe, s.target.start, s.target.end)
+            for s in runs
+        ],
+        columns=["exchange", "symbol", "timeframe", "window_start", "window_end"],
+    )
+    if ledger.empty:
+        return pd.DataFrame(columns=_GAP_COLUMNS)
+    joined = ledger.astype({"exchange": str, "symbol": str, "timeframe": str}).merge(
+        windows, on=["exchange", "symbol", "timeframe"]
+    )
+    inside = (joined.span_start < joined.window_end) & (joined.span_end > joined.window_start)
+    kept = joined[inside & (joined.state != REPAIRED)].drop_duplicates(
+        ["exchange", "symbol", "timeframe", "span_start"]
+    )
+    return kept.assign(evidence=kept["evidence"].map(evidence_summary))[_GAP_COLUMNS].reset_index(drop=True)
+
+
+def _unrecorded(found: list[tuple], ledger: pd.DataFrame) -> pd.DataFrame:
+    """Missing spans found now that no open or confirmed ledger gap covers (a bug if any)."""
+    rows = [
         {
-            "symbol": target.symbol,
-            "timeframe": target.timeframe,
-            "from": g[0],
-            "to": g[1],
-            "missing_candles": g[2],
+            **dict(zip(_GAP_COLUMNS[:5], (exchange, symbol, timeframe, start, end), strict=True)),
+            "state": "unrecorded",
+            "attempts": 0,
+            "evidence": f"{missing} candles missing",
         }
-        for g in gaps
+        for exchange, symbol, timeframe, start, end, missing in found
+        if not (
+            (ledger.exchange == exchange)
+            & (ledger.symbol == symbol)
+            & (ledger.timeframe == timeframe)
+            & (ledger.span_start <= start)
+            & (ledger.span_end >= end)
+        ).any()
     ]
-    return row, gap_rows
+    return pd.DataFrame(rows, columns=_GAP_COLUMNS)
 
 
 def completeness_check(
     warehouse: Warehouse, runs: list[BackfillStats], now: pd.Timestamp
 ) -> dg.AssetCheckResult:
-    """Expected vs actual candles per market; real exchange outages show up here as listed gaps."""
-    rows, gap_rows = [], []
+    """Reads the gap ledger: open gaps fail the check (ERROR: downstream waits for the repair),
+    confirmed exchange gaps (real outages) are listed and pass."""
+    rows, found = [], []
     for stats in runs:
-        row, gaps = _completeness_row(warehouse, stats, now)
+        row, spans = _completeness_row(warehouse, stats, now)
         rows.append(row)
-        gap_rows.extend(gaps)
+        found.extend(spans)
     summary = pd.DataFrame(rows)
-    missing = int(summary["missing"].sum()) if not summary.empty else 0
+    ledger = _ledger_gaps(warehouse, runs)
+    parts = [frame for frame in (ledger, _unrecorded(found, ledger)) if not frame.empty]
+    gaps = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_GAP_COLUMNS)
+    failing = int(gaps["state"].isin([OPEN, "unrecorded"]).sum())
     return dg.AssetCheckResult(
         check_name=COMPLETENESS,
-        passed=missing == 0,
-        severity=dg.AssetCheckSeverity.WARN,
+        passed=failing == 0,
+        severity=dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN,
         metadata={
             "expected_candles": int(summary["expected"].sum()) if rows else 0,
             "actual_candles": int(summary["actual"].sum()) if rows else 0,
-            "missing_candles": missing,
-            "gap_count": len(gap_rows),
+            "missing_candles": int(summary["missing"].sum()) if rows else 0,
+            "gap_count": len(gaps),
+            "open_gaps": failing,
+            "confirmed_exchange_gaps": int((gaps["state"] == CONFIRMED).sum()),
             "per_market": dg.MetadataValue.md(markdown_table(summary)),
-            "gaps": dg.MetadataValue.md(markdown_table(pd.DataFrame(gap_rows))),
+            "gaps": dg.MetadataValue.md(markdown_table(gaps)),
         },
     )
 
@@ -139,21 +191,46 @@ def dead_letters_check(runs: list[BackfillStats]) -> dg.AssetCheckResult:
 def schema_check(
     warehouse: Warehouse, exchanges: list[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> dg.AssetCheckResult:
-    """Re-validate what is stored: catches drift between the table and the canonical schema."""
-    stored = warehouse.candles_in_window(exchanges, start, end)
-    failures = pd.DataFrame()
-    try:
-        CandleSchema.validate(stored, lazy=True)
-    except (SchemaErrors, SchemaError) as error:  # report the cases; the run itself goes on
-        failures = (
-            error.failure_cases
-            if isinstance(error.failure_cases, pd.DataFrame)
-            else pd.DataFrame({"error": [str(error)]})
-        )
+    """The stored table against its contract (catalog columns and types), then the window's rows
+    against CandleSchema. Fails (ERROR, blocking) on any difference."""
+    return table_schema_result(
+        SCHEMA,
+        warehouse,
+        "raw.candles",
+        lambda: warehouse.candles_in_window(exchanges, start, end),
+        CandleSchema,
+    )
+
+
+def table_schema_result(
+    check_name: str, warehouse: Warehouse, logical: str, read_rows, schema
+) -> dg.AssetCheckResult:
+    """A schema check of one table: contract differences (from the catalog) and, when the table has
+    its contract's shape, the Pandera failure cases of the rows `read_rows()` returns (no row check
+    when read_rows is None)."""
+    differences = contract_differences(warehouse, logical)
+    stored, failures = pd.DataFrame(), pd.DataFrame()
+    # Rows of a table with another shape cannot even be read as the schema's.
+    if differences.empty and read_rows is not None:
+        stored = read_rows()
+        try:
+            schema.validate(stored, lazy=True)
+        except (SchemaErrors, SchemaError) as error:  # report the cases; the run itself goes on
+            failures = (
+                error.failure_cases
+                if isinstance(error.failure_cases, pd.DataFrame)
+                else pd.DataFrame({"error": [str(error)]})
+            )
     return dg.AssetCheckResult(
-        check_name=SCHEMA,
-        passed=failures.empty,
+        check_name=check_name,
+        passed=differences.empty and failures.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None
+        if differences.empty
+        else f"{logical} differs from its contract in {len(differences)} column(s)",
         metadata={
+            "column_differences": len(differences),
+            "columns": dg.MetadataValue.md(markdown_table(differences)),
             "rows_checked": len(stored),
             "failure_cases": len(failures),
             "failures": dg.MetadataValue.md(markdown_table(failures)),

@@ -8,9 +8,10 @@ micro-batch run: a micro-batch must stay sub-second, the reconciliation scans a 
 import dagster as dg
 import pandas as pd
 
-from cryptopipe_dagster.defs.quality.candle_checks import markdown_table
+from cryptopipe_dagster.defs.quality.candle_checks import markdown_table, table_schema_result
 from cryptopipe_dagster.defs.resources import WarehouseResource
 from cryptopipe_dagster.defs.streaming.assets import raw_trades
+from cryptopipe_dagster.lib.edge.schemas import TradeSchema
 from cryptopipe_dagster.lib.quality.reconcile import (
     PRICE_TOLERANCE,
     TRADE_CANDLES,
@@ -18,6 +19,7 @@ from cryptopipe_dagster.lib.quality.reconcile import (
     reconcile_trade_candles,
     summarize,
 )
+from cryptopipe_dagster.lib.quality.reconcile_gaps import record_mismatch_gaps
 
 LOOKBACK = pd.Timedelta(days=1)  # of event time, back from the newest trade
 
@@ -45,11 +47,14 @@ def trade_candles_match_rest_candles(warehouse: WarehouseResource) -> dg.AssetCh
         )
     mismatches = compared[compared["mismatch"].notna()]
     summary = summarize(compared)
+    # Mismatched spans go to the gap ledger (ops.gaps): missing 1m candles are repaired there.
+    gaps_recorded = record_mismatch_gaps(warehouse, compared, pd.Timestamp.now(tz="UTC"))
     return dg.AssetCheckResult(
         passed=mismatches.empty,
         metadata={
             "minutes_compared": len(compared),
             "minutes_mismatched": len(mismatches),
+            "gaps_recorded": gaps_recorded,
             "by_market": dg.MetadataValue.md(markdown_table(summary)),
             "mismatched_minutes": dg.MetadataValue.md(
                 markdown_table(
@@ -71,6 +76,22 @@ def trade_candles_match_rest_candles(warehouse: WarehouseResource) -> dg.AssetCh
             ),
         },
     )
+
+
+TRADES_SCHEMA = "trades_match_schema"
+
+
+@dg.asset_check(
+    asset=raw_trades,
+    name=TRADES_SCHEMA,
+    blocking=True,
+    description="raw.trades' stored columns and types (the warehouse catalog) equal its contract (the "
+    "table spec from TradeSchema): no column missing, retyped or unexpected. Blocks downstream dbt. "
+    "(Rows are validated against TradeSchema at the edge, before they are published.)",
+)
+def trades_match_schema(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    store = warehouse.get_warehouse()  # the resource opens the configured warehouse
+    return table_schema_result(TRADES_SCHEMA, store, "raw.trades", None, TradeSchema)
 
 
 trade_reconciliation_job = dg.define_asset_job(

@@ -2,6 +2,11 @@
 
 Each run passes its partition window and exchanges as dbt vars, so an incremental model reads only
 that window plus its indicator lookback; dbt tests surface as asset checks.
+
+The models keep themselves up to date (declarative automation): a raw/candles partition that
+changes outside a run that also builds the models (live 1m candles loaded by market_data_sensor, a
+backfill of raw/candles alone, a gap repair) gets its models rebuilt by marts_automation_sensor, in
+one run (or one backfill of many partitions, after the backfill policy).
 """
 
 import os
@@ -61,6 +66,25 @@ class CryptopipeDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props) -> str | None:
         return "transform"
 
+    def get_automation_condition(self, dbt_resource_props) -> dg.AutomationCondition | None:
+        return REBUILD_WHEN_CANDLES_CHANGE
+
+
+# True for a partition whose upstream changed since it was last requested or built: raw/candles
+# (the runless events market_data_sensor reports, a raw-only backfill) or a model requested on the
+# same tick, so the whole chain of views and marts goes in one run. raw/trades is ignored: it is
+# unpartitioned, so each of its updates (every few seconds) would flag every day of history; the
+# trade-built candles are views, current without a rebuild. Nothing starts while a run of the
+# partition or of its upstream is still going, and a run that built raw/candles and the models
+# together (executed_with_root_target) triggers nothing.
+REBUILD_WHEN_CANDLES_CHANGE = (
+    dg.AutomationCondition.any_deps_updated()
+    .ignore(dg.AssetSelection.assets(dg.AssetKey(["raw", "trades"])))
+    .since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("rebuild when raw candles change")
+
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
@@ -75,6 +99,17 @@ def cryptopipe_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
     window = context.partition_time_window
     dbt_vars = dbt_window_vars(window.start, window.end, exchanges_in_run(context.partition_keys))
     yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+
+
+# Running by default (also under `make dev`): the marts follow the raw candles without an operator.
+marts_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "marts_automation_sensor",
+    target=dg.AssetSelection.assets(cryptopipe_dbt_models),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=10,
+    description="Rebuilds the dbt models of every raw/candles partition that changed outside a run "
+    "that built them (live candles, raw-only backfills, gap repairs).",
+)
 
 
 transform_job = dg.define_asset_job(

@@ -28,11 +28,16 @@ _RETRYABLE = (ccxt.NetworkError, ccxt.BadResponse, ccxt.ExchangeNotAvailable)
 
 @dataclass(frozen=True)
 class GapFill:
-    """Trades fetched from `from_ms` on, whether they surely reach back that far, and the cost."""
+    """Trades fetched from `from_ms` on, whether they surely reach back that far, and the cost.
+
+    `unfilled` is the span [start_ms, end_ms) an incomplete fill could not cover (end None: up to
+    where the stream resumed): what the venue no longer serves, logged as evidence for the gap the
+    trade reconciliation then records in the gap ledger (ops.gaps)."""
 
     trades: list[dict]
     complete: bool
     requests: int
+    unfilled: tuple[int, int | None] | None = None
 
 
 async def fetch_trades_from(
@@ -50,7 +55,16 @@ async def fetch_trades_from(
     # Whole seconds: some venues (Bitstamp's REST) time trades to the second only, so a trade the
     # stream timed 12:00:00.806 comes back as 12:00:00.000; the extra overlap is deduplicated.
     second = from_ms - from_ms % 1000
-    return GapFill([t for t in trades if _not_older(t, second)], complete, calls.count)
+    kept = [t for t in trades if _not_older(t, second)]
+    unfilled = None if complete else _unfilled(strategy, from_ms, _times(kept), until_ms)
+    return GapFill(kept, complete, calls.count, unfilled)
+
+
+def _unfilled(strategy: str, from_ms: int, times: list[int], until_ms: int | None) -> tuple[int, int | None]:
+    # Backward strategies reach down to their oldest trade; the forward one stops at its newest.
+    if strategy == "since":
+        return (max(times) if times else from_ms, until_ms)
+    return (from_ms, min(times) if times else until_ms)
 
 
 def _not_older(trade: object, from_ms: int) -> bool:

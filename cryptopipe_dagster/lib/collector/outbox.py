@@ -12,7 +12,7 @@ import logging
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -20,6 +20,8 @@ from cryptopipe_dagster.lib.collector.checkpoint import CheckpointStore
 from cryptopipe_dagster.lib.collector.dedup import RecentIds
 from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
+from cryptopipe_dagster.lib.edge.fingerprint import PayloadTracker, drift_classifier
+from cryptopipe_dagster.lib.edge.fingerprint_store import SHAPES_ATTRIBUTE, shapes_attribute
 from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
 from cryptopipe_dagster.lib.edge.normalize_trades import normalize_trades
 from cryptopipe_dagster.lib.errors import InvalidBatch
@@ -62,6 +64,8 @@ class MarketOutbox:
         self._candles: dict[str, list] = {"ws": [], "rest": []}
         self._first_at: float | None = None
         self._dedup = RecentIds(settings.dedup_capacity)
+        # Payload shapes per endpoint (schema drift); new ones ride along with the next message.
+        self.payloads = PayloadTracker()
         self.candle_high_ms = checkpoint.get(spec.key, "candles") or -1
         self._sent_candles: dict[int, tuple] = {}  # ts ms -> (open, high, low, close, volume) sent
         self._in_flight: deque[_InFlight] = deque()
@@ -119,8 +123,10 @@ class MarketOutbox:
         return dead
 
     def _flush_trades(self, records: list, transport: str, now: pd.Timestamp, arrived: float) -> int:
+        endpoint = "watch_trades" if transport == "ws" else "fetch_trades"
+        drift = drift_classifier(self.payloads, self.spec.exchange, endpoint, records, now)
         batch = normalize_trades(
-            records, exchange=self.spec.exchange, source=transport, now=now, ingested_at=now
+            records, exchange=self.spec.exchange, source=transport, now=now, ingested_at=now, drift=drift
         )
         valid = batch.valid
         fresh = self._dedup.fresh(valid["trade_id"].tolist())
@@ -140,6 +146,7 @@ class MarketOutbox:
         return self._publish_dead(batch.dead_letters, arrived)
 
     def _flush_candles(self, rows: list, transport: str, now: pd.Timestamp, arrived: float) -> int:
+        endpoint = "watch_ohlcv" if transport == "ws" else "fetch_ohlcv"
         batch = normalize_ohlcv(
             rows,
             exchange=self.spec.exchange,
@@ -148,6 +155,7 @@ class MarketOutbox:
             source=transport,
             now=now,
             ingested_at=now,
+            drift=drift_classifier(self.payloads, self.spec.exchange, endpoint, rows, now),
         )
         valid = batch.valid
         # Stream and REST both deliver closed candles: send a candle again only if it changed and is
@@ -197,9 +205,17 @@ class MarketOutbox:
             )
             raise
         event_ms = int(_epoch_ms(records["first_seen_at" if kind == "dead_letters" else "ts"]).max())
+        batch = self._with_new_shapes(batch)
         future = self.publisher.publish_encoded(batch)
         self._in_flight.append(_InFlight(batch, kind, future, len(records), event_ms, arrived))
         self.metrics.published.labels(**self._labels, kind=kind).inc(len(records))
+
+    def _with_new_shapes(self, batch: EncodedBatch) -> EncodedBatch:
+        """The batch carrying the payload shapes first seen since the last message (if any)."""
+        shapes = shapes_attribute(self.payloads.take_pending())
+        if shapes is None:
+            return batch
+        return replace(batch, attributes={**batch.attributes, SHAPES_ATTRIBUTE: shapes})
 
     def settle(self, *, republish: bool = True) -> None:
         """Account for confirmed batches (in order) and re-publish the ones that failed.

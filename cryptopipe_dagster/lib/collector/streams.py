@@ -223,6 +223,7 @@ class TradeSession:
             trades=len(result.trades),
             requests=result.requests,
             complete=result.complete,
+            unfilled=result.unfilled,
         )
 
     def on_dead_letters(self, before_ms: int | None) -> None:

@@ -21,6 +21,7 @@ from cryptopipe_dagster.lib.edge.schemas import DeadLetterSchema, Text, schema_c
 # in this order is the one recorded (the others are mentioned in error_detail).
 REASON_CODES: tuple[str, ...] = (
     "malformed_row",  # not a list of 6 values / not a dict
+    "schema_drift",  # the payload lost or retyped a field of the endpoint's known shape (fingerprint.py)
     "null_value",  # a required value is None or NaN
     "non_numeric_value",  # not a finite number (text, bool, list, inf, ...)
     "precision_exceeded",  # > 15 significant digits or |x| >= 1e15: float64 would round it

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters, empty_dead_letters, payload_json
+from cryptopipe_dagster.lib.edge.fingerprint import DriftClassifier, reclassify_drift
 from cryptopipe_dagster.lib.edge.normalize_common import (
     as_utc,
     check_exchange_and_source,
@@ -96,13 +97,19 @@ def normalize_ohlcv(
     source: str = "rest",
     now: pd.Timestamp | None = None,
     ingested_at: pd.Timestamp | None = None,
+    drift: DriftClassifier | None = None,
 ) -> CandleBatch:
-    """Normalize ccxt ``fetch_ohlcv`` rows (``[ts_ms, open, high, low, close, volume]``, hostile)."""
+    """Normalize ccxt ``fetch_ohlcv`` rows (``[ts_ms, open, high, low, close, volume]``, hostile).
+
+    drift (fingerprint.drift_classifier): rejected rows whose shape lost or retyped a field of the
+    endpoint's known shape become ``schema_drift`` dead letters."""
     market = _market(exchange, symbol, timeframe, source, now, ingested_at)
     if not isinstance(rows, list | tuple):
         raise SchemaDrift(f"fetch_ohlcv returned {type(rows).__name__}, expected a list of rows")
     frame, malformed = _ohlcv_frame(rows)
-    return _normalize(frame, malformed, market, lambda positions: payload_json(rows[i] for i in positions))
+    return _normalize(
+        frame, malformed, market, lambda positions: payload_json(rows[i] for i in positions), drift
+    )
 
 
 def normalize_candles_frame(
@@ -153,7 +160,11 @@ def _ohlcv_frame(rows: list | tuple) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _normalize(
-    raw: pd.DataFrame, malformed: np.ndarray, market: _Market, payload_of: Callable[[np.ndarray], list[str]]
+    raw: pd.DataFrame,
+    malformed: np.ndarray,
+    market: _Market,
+    payload_of: Callable[[np.ndarray], list[str]],
+    drift: DriftClassifier | None = None,
 ) -> CandleBatch:
     rejections = RowRejections(raw.index)
     ts_ns = check_timestamps(raw["ts"], market.now, rejections)
@@ -166,7 +177,7 @@ def _normalize(
     valid, failures = find_failures(frame, CandleSchema)
     rejections.add_failures(failures)
     valid, duplicates, conflicting = _dedup_last(valid)
-    dead = _candle_dead_letters(rejections, malformed, market, payload_of)
+    dead = _candle_dead_letters(rejections, malformed, market, payload_of, drift)
     return CandleBatch(valid, dead, duplicates, int(incomplete.sum()), conflicting)
 
 
@@ -208,7 +219,11 @@ def _dedup_last(valid: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
 
 
 def _candle_dead_letters(
-    rejections: RowRejections, malformed: np.ndarray, market: _Market, payload_of: Callable
+    rejections: RowRejections,
+    malformed: np.ndarray,
+    market: _Market,
+    payload_of: Callable,
+    drift: DriftClassifier | None = None,
 ) -> pd.DataFrame:
     rejected = np.flatnonzero(rejections.rejected)
     if not len(rejected) and not len(malformed):
@@ -232,15 +247,17 @@ def _candle_dead_letters(
         ]
     )
     order = np.argsort(positions, kind="stable")  # dead letters in input order
+    reasons, checks, details = reasons[order], checks[order], details[order]
+    reclassify_drift(drift, positions[order], reasons, checks, details)
     return build_dead_letters(
         dataset="candles",
         exchange=market.exchange,
         symbol=market.symbol,
         timeframe=market.timeframe,
         source=market.source,
-        reason_code=reasons[order],
-        check_name=checks[order],
-        error_detail=details[order],
+        reason_code=reasons,
+        check_name=checks,
+        error_detail=details,
         raw_payload=payload_of(positions[order]),
         first_seen_at=market.ingested_at,
     )

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters, empty_dead_letters, payload_json
+from cryptopipe_dagster.lib.edge.fingerprint import DriftClassifier, reclassify_drift
 from cryptopipe_dagster.lib.edge.normalize_common import (
     as_utc,
     check_exchange_and_source,
@@ -62,8 +63,12 @@ def normalize_trades(
     source: str = "rest",
     now: pd.Timestamp | None = None,
     ingested_at: pd.Timestamp | None = None,
+    drift: DriftClassifier | None = None,
 ) -> TradeBatch:
-    """Normalize ccxt trade dicts (id, timestamp, symbol, price, amount, side; hostile) to TradeSchema."""
+    """Normalize ccxt trade dicts (id, timestamp, symbol, price, amount, side; hostile) to TradeSchema.
+
+    drift (fingerprint.drift_classifier): rejected records whose payload lost or retyped a field of
+    the endpoint's known shape become ``schema_drift`` dead letters."""
     check_exchange_and_source(exchange, source)
     if not isinstance(trades, list | tuple):
         raise SchemaDrift(f"trades payload is {type(trades).__name__}, expected a list of dicts")
@@ -79,7 +84,7 @@ def normalize_trades(
     def payloads(positions: np.ndarray) -> list:
         return [trades[i] for i in positions]
 
-    return _normalize(raw, np.flatnonzero(~is_dict), payloads, exchange, source, now, ingested_at)
+    return _normalize(raw, np.flatnonzero(~is_dict), payloads, exchange, source, now, ingested_at, drift)
 
 
 def _typed_column(values: list) -> pd.api.extensions.ExtensionArray | np.ndarray:
@@ -134,7 +139,7 @@ def normalize_trades_table(
     return _normalize(raw, np.empty(0, dtype=np.int64), payloads, exchange, source, now, ingested_at)
 
 
-def _normalize(raw, not_dicts, payload_of, exchange, source, now, ingested_at) -> TradeBatch:
+def _normalize(raw, not_dicts, payload_of, exchange, source, now, ingested_at, drift=None) -> TradeBatch:
     now, ingested_at = as_utc(now), as_utc(ingested_at)
     rejections = RowRejections(raw.index)
     columns = _trade_columns(raw, now, rejections, numeric_ids=exchange in NUMERIC_TRADE_IDS)
@@ -145,7 +150,7 @@ def _normalize(raw, not_dicts, payload_of, exchange, source, now, ingested_at) -
     before = int(passed.sum())
     valid = _last_per_key_sorted_by_ts(checked, passed)
     dead = _trade_dead_letters(
-        payload_of, not_dicts, rejections, columns["symbol"], exchange, source, ingested_at
+        payload_of, not_dicts, rejections, columns["symbol"], exchange, source, ingested_at, drift
     )
     return TradeBatch(valid=valid, dead_letters=dead, duplicates_dropped=before - len(valid))
 
@@ -345,7 +350,7 @@ def _fill_synthetic_ids(frame: pd.DataFrame) -> pd.Series:
 
 
 def _trade_dead_letters(
-    payload_of, not_dicts, rejections, symbols, exchange, source, ingested_at
+    payload_of, not_dicts, rejections, symbols, exchange, source, ingested_at, drift=None
 ) -> pd.DataFrame:
     rejected = np.flatnonzero(rejections.rejected)
     if not len(rejected) and not len(not_dicts):
@@ -359,14 +364,16 @@ def _trade_dead_letters(
     )
     pair = np.concatenate([np.full(k, None, dtype=object), symbols[rejected]])
     order = np.argsort(positions, kind="stable")
+    reasons, checks, details = reasons[order], checks[order], details[order]
+    reclassify_drift(drift, positions[order], reasons, checks, details)
     return build_dead_letters(
         dataset="trades",
         exchange=exchange,
         source=source,
         symbol=pair[order].tolist(),
-        reason_code=reasons[order],
-        check_name=checks[order],
-        error_detail=details[order],
+        reason_code=reasons,
+        check_name=checks,
+        error_detail=details,
         raw_payload=payload_json(payload_of(positions[order])),
         first_seen_at=ingested_at,
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters
+from cryptopipe_dagster.lib.edge.fingerprint_store import store_carried_shapes
 from cryptopipe_dagster.lib.edge.schemas import DATASETS
 from cryptopipe_dagster.lib.errors import WarehouseBusy
 from cryptopipe_dagster.lib.pubsub.puller import ReceivedBatch, ack, pull_batch
@@ -155,6 +156,8 @@ class StreamLoader:
         dead += [b.records for b in edge if b.records is not None]
         # Dead letter ids are deterministic: a redelivered batch writes nothing new.
         written = self.warehouse.write_dead_letters(pd.concat(dead, ignore_index=True)) if dead else 0
+        # Payload shapes the collector saw first (schema drift) ride along as an attribute.
+        store_carried_shapes(self.warehouse, [b.attributes for b in (*good, *edge)])
         ack(self.subscriber, self.subscription_path, [b.ack_id for b in batches])  # all durable now
         report.pulled += len(batches)
         report.landed += len(landed)

@@ -38,7 +38,10 @@ class MergeStats:
 class Checkpoint:
     """Ingest progress of one (exchange, symbol, timeframe).
 
-    [window_start, fetched_through) is durably loaded; fetched_through is exclusive.
+    `loaded_ranges` is every durably loaded [start, end) (sorted, disjoint, not adjacent), so
+    disjoint backfills and resumes compose; [window_start, fetched_through) is the range the last
+    write extended (fetched_through exclusive). A checkpoint stored before range sets has no
+    loaded_ranges: `ranges` then falls back to that one range.
     """
 
     exchange: str
@@ -49,6 +52,16 @@ class Checkpoint:
     fetched_through: pd.Timestamp
     updated_at: pd.Timestamp
     run_id: str | None = None
+    loaded_ranges: tuple[tuple[pd.Timestamp, pd.Timestamp], ...] = ()
+
+    @property
+    def ranges(self) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
+        """The loaded ranges (the legacy single range when none were stored)."""
+        if self.loaded_ranges:
+            return self.loaded_ranges
+        if self.fetched_through > self.window_start:
+            return ((self.window_start, self.fetched_through),)
+        return ()
 
 
 class Warehouse(ABC):
@@ -88,6 +101,45 @@ class Warehouse(ABC):
     @abstractmethod
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Insert or replace the checkpoint of its (exchange, symbol, timeframe)."""
+
+    @abstractmethod
+    def record_gaps(self, gaps: pd.DataFrame) -> int:
+        """Insert gaps (ops.gaps columns) whose key (exchange, symbol, timeframe, span_start) is new;
+        a known gap is left as it is. Returns how many were new."""
+
+    @abstractmethod
+    def update_gaps(self, gaps: pd.DataFrame) -> None:
+        """Upsert gaps with their attempts, backoff, state and evidence (the repair's write)."""
+
+    @abstractmethod
+    def list_gaps(
+        self,
+        *,
+        state: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+        kind: str | None = None,
+        due_at: pd.Timestamp | None = None,
+        overlapping: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    ) -> pd.DataFrame:
+        """Gaps matching every given filter, by market and span: `due_at` keeps those with
+        next_attempt <= due_at, `overlapping` those whose span meets [start, end)."""
+
+    @abstractmethod
+    def record_anomalies(self, anomalies: pd.DataFrame) -> MergeStats:
+        """MERGE ops.anomalies rows on (exchange, symbol, timeframe, ts, kind): a finding seen again
+        is updated in place (value, threshold, detail, detected_at), never duplicated."""
+
+    @abstractmethod
+    def anomalies(
+        self, *, kind: str | None = None, exchange: str | None = None, symbol: str | None = None
+    ) -> pd.DataFrame:
+        """Stored anomalies matching every given filter, by kind, market and time."""
+
+    @abstractmethod
+    def candles_of_timeframe(self, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Stored candles of one timeframe (every market) with start <= ts < end, CandleSchema columns."""
 
     @abstractmethod
     def candle_timestamps(
@@ -177,3 +229,21 @@ class Warehouse(ABC):
     @abstractmethod
     def mark_replayed(self, dead_letter_ids: Sequence[str], at: pd.Timestamp | None = None) -> int:
         """Set replayed_at on dead letters not yet replayed; returns how many changed."""
+
+    @abstractmethod
+    def record_payload_fingerprints(self, fingerprints: pd.DataFrame) -> int:
+        """MERGE ops.payload_fingerprints rows on (exchange, endpoint, fingerprint): a new shape is
+        inserted with its diff, a known one gets its last_seen moved. Returns how many were new."""
+
+    @abstractmethod
+    def payload_fingerprints(
+        self, *, exchange: str | None = None, endpoint: str | None = None, since: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """Stored fingerprints (optionally of one exchange / endpoint, first seen at or after
+        `since`), newest last_seen last."""
+
+    @abstractmethod
+    def table_columns(self, logical: str) -> dict[str, str]:
+        """The stored columns of an allow-listed table ("raw.candles") as {name: logical type}
+        (string, float64, timestamp, date, int64, bytes; the warehouse's own name when unknown),
+        read from the warehouse's catalog, not from the spec. Empty when the table does not exist."""

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from cryptopipe_dagster.lib.errors import ConfigError
@@ -32,7 +33,13 @@ from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
 from cryptopipe_dagster.lib.warehouse.bigquery_client import bigquery_client, dataset_name
 from cryptopipe_dagster.lib.warehouse.bigquery_tables import bigquery_table, schema_fields
 from cryptopipe_dagster.lib.warehouse.sql import merge_sql, merge_stats_sql
-from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, merge_source, utc
+from cryptopipe_dagster.lib.warehouse.sql_warehouse import (
+    SqlWarehouse,
+    checkpoint_frame,
+    logical_type,
+    merge_source,
+    utc,
+)
 from cryptopipe_dagster.lib.warehouse.tables import (
     BIGQUERY,
     CANDLES,
@@ -43,6 +50,7 @@ from cryptopipe_dagster.lib.warehouse.tables import (
     TRADES,
     TableSpec,
     safe_identifier,
+    table_spec,
 )
 
 STAGING_TTL = pd.Timedelta(hours=6)  # a staging table left by a crash deletes itself
@@ -137,7 +145,18 @@ class BigQueryWarehouse(SqlWarehouse):
             self.client.create_dataset(entry, exists_ok=True)
         for spec in specs:
             self.client.create_table(bigquery_table(spec, self.table_id(spec)), exists_ok=True)
+            self._add_new_nullable_columns(spec)
         self._ensured = True
+
+    def _add_new_nullable_columns(self, spec: TableSpec) -> None:
+        """Nullable columns added to a spec after its table was created (checkpoint loaded_ranges)
+        are appended in place: BigQuery allows adding NULLABLE fields to a table's schema."""
+        table = self.client.get_table(self.table_id(spec))
+        present = {field.name for field in table.schema}
+        added = [f for f in schema_fields(spec) if f.name not in present and f.mode == "NULLABLE"]
+        if added:
+            table.schema = [*table.schema, *added]
+            self.client.update_table(table, ["schema"])
 
     def query_df(self, sql: str, params: dict | None = None) -> pd.DataFrame:
         """Run a parameterized query (BigQuery SQL, @name parameters) and return its rows."""
@@ -195,6 +214,10 @@ class BigQueryWarehouse(SqlWarehouse):
             inserted=int(inserted), updated=int(updated), unchanged=int(total - inserted - updated)
         )
 
+    def _merge_rows(self, spec: TableSpec, df: pd.DataFrame) -> MergeStats:
+        """MERGE a frame into the spec's table (staging load + one MERGE; the shared writes)."""
+        return self._merge(spec, df)
+
     def merge_candles(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
         """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts), pruned to its dates."""
         return self._merge(CANDLES, df, unique_keys)
@@ -234,6 +257,19 @@ class BigQueryWarehouse(SqlWarehouse):
         newest = found["newest"].iloc[0]
         return None if pd.isna(newest) else dt.datetime.strptime(str(newest), "%Y%m%d").date()
 
+    def table_columns(self, logical: str) -> dict[str, str]:
+        """The table's columns from its schema (tables.get), as {name: logical type}.
+
+        tables.get rather than INFORMATION_SCHEMA.COLUMNS: the same catalog in BigQuery without a
+        query job (nothing billed, no slot wait). The emulator answers both from its own metadata,
+        which its DDL ALTER TABLE does not update: tests change schemas through the API."""
+        spec = table_spec(logical)
+        try:
+            table = self.client.get_table(self.table_id(spec))
+        except NotFound:
+            return {}
+        return {field.name: logical_type(self.dialect, field.field_type) for field in table.schema}
+
     def landing(self):
         """The landing area: append-only tables in `<prefix>ops`."""
         from cryptopipe_dagster.lib.warehouse.bigquery_landing import BigQueryLanding
@@ -245,7 +281,12 @@ class BigQueryWarehouse(SqlWarehouse):
 def _arrow_batch(spec: TableSpec, frame: pd.DataFrame) -> pa.Table:
     """The batch as Arrow with BigQuery-loadable types (timestamps in microseconds, UTC)."""
     kinds = {c.name: c.type for c in spec.columns}
-    arrow_types = {"string": pa.string(), "float64": pa.float64(), "timestamp": pa.timestamp("us", tz="UTC")}
+    arrow_types = {
+        "string": pa.string(),
+        "float64": pa.float64(),
+        "int64": pa.int64(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
     columns: Iterable[pa.Array] = [
         pa.array(_column_values(frame[name], kinds[name]), type=arrow_types[kinds[name]])
         for name in frame.columns
@@ -258,4 +299,6 @@ def _column_values(series: pd.Series, kind: str):
         return pd.to_datetime(series, utc=True).dt.as_unit("us")
     if kind == "string":
         return series.astype(object).where(series.notna(), None)
+    if kind == "int64":
+        return series.astype("Int64").astype(object).where(series.notna(), None)
     return series.astype("float64")

@@ -23,7 +23,12 @@ from cryptopipe_dagster.lib.warehouse.sql import (
     merge_stats_sql,
     staged_select,
 )
-from cryptopipe_dagster.lib.warehouse.sql_warehouse import SqlWarehouse, checkpoint_frame, merge_source
+from cryptopipe_dagster.lib.warehouse.sql_warehouse import (
+    SqlWarehouse,
+    checkpoint_frame,
+    logical_type,
+    merge_source,
+)
 from cryptopipe_dagster.lib.warehouse.tables import (
     CANDLES,
     CHECKPOINTS,
@@ -33,6 +38,7 @@ from cryptopipe_dagster.lib.warehouse.tables import (
     TRADES,
     TableSpec,
     safe_identifier,
+    table_spec,
 )
 
 _STAGED = "staged_batch"  # name the batch frame is registered under, per connection
@@ -49,6 +55,12 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
             for spec in TABLES.values():
                 connection.execute(f"CREATE SCHEMA IF NOT EXISTS {safe_identifier(spec.dataset)}")
                 connection.execute(create_table_sql(spec, self.dialect, spec.qualified))
+                # Nullable columns added to a spec later (checkpoint loaded_ranges) reach old files.
+                for column in (c for c in spec.columns if c.nullable):
+                    connection.execute(
+                        f"ALTER TABLE {spec.qualified} ADD COLUMN IF NOT EXISTS "
+                        f"{safe_identifier(column.name)} {self.dialect.types[column.type]}"
+                    )
 
     @staticmethod
     def _any_row_in(connection: duckdb.DuckDBPyConnection, spec: TableSpec, params: dict) -> bool:
@@ -87,6 +99,11 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
         return MergeStats(
             inserted=int(inserted), updated=int(updated), unchanged=int(total - inserted - updated)
         )
+
+    def _merge_rows(self, spec: TableSpec, df: pd.DataFrame) -> MergeStats:
+        """MERGE a frame into the spec's table in one transaction (the shared SqlWarehouse writes)."""
+        with self._transaction() as connection:
+            return self._merge(connection, spec, df)
 
     def merge_candles(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
         """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts) in one transaction."""
@@ -139,6 +156,19 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
         found = self.query_df(f"SELECT MAX({safe_identifier(spec.date_column)}) AS d FROM {spec.qualified}")
         value = found["d"].iloc[0]
         return None if pd.isna(value) else pd.Timestamp(value).date()
+
+    def table_columns(self, logical: str) -> dict[str, str]:
+        """The table's columns from DuckDB's information_schema, as {name: logical type}."""
+        spec = table_spec(logical)
+        found = self.query_df(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $schema AND table_name = $table ORDER BY ordinal_position",
+            {"schema": spec.dataset, "table": spec.name},
+        )
+        return {
+            str(name): logical_type(self.dialect, str(kind))
+            for name, kind in zip(found["column_name"], found["data_type"], strict=True)
+        }
 
     def landing(self) -> DuckDBLanding:
         """The landing tables in this DuckDB file, waiting as long as this warehouse for its lock."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cryptopipe_dagster.lib.warehouse.tables import CANDLES, TRADES, Dialect
+from cryptopipe_dagster.lib.warehouse.tables import ANOMALIES, CANDLES, TRADES, Dialect, safe_identifier
 
 Namer = Callable[[str], str]
 TRADE_CANDLES = "intermediate.int_trade_candles_1m"
@@ -137,3 +137,25 @@ join rest_span r using (exchange, symbol)
 where c.minute >= greatest(t.lo, r.lo) and c.minute < least(t.hi, r.hi)
 order by exchange, symbol, minute
 """
+
+
+ANOMALY_FILTERS = ("kind", "exchange", "symbol")
+
+
+def anomalies_sql(dialect: Dialect, name: Namer, filters: list[str]) -> str:
+    """Stored anomalies matching equality `filters` (names from ANOMALY_FILTERS), by kind, market, ts."""
+    clauses = [f"{safe_identifier(f)} = {dialect.param(f)}" for f in filters if f in ANOMALY_FILTERS]
+    return (
+        f"SELECT * FROM {name(ANOMALIES.qualified)} WHERE {' AND '.join(clauses) or 'TRUE'} "
+        "ORDER BY kind, exchange, symbol, timeframe, ts"
+    )
+
+
+def candles_of_timeframe_sql(dialect: Dialect, name: Namer) -> str:
+    """Candles of one timeframe (every market) in [start, end), pruned to [min_date, max_date]."""
+    p = dialect.param
+    return (
+        f"SELECT {', '.join(CANDLES.input_columns)} FROM {name(CANDLES.qualified)} "
+        f"WHERE candle_date BETWEEN {p('min_date')} AND {p('max_date')} AND timeframe = {p('timeframe')} "
+        f"AND ts >= {p('start')} AND ts < {p('end')} ORDER BY exchange, symbol, ts"
+    )

@@ -5,6 +5,7 @@ backend's `query_df` with the backend's dialect and table names. A backend suppl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from abc import abstractmethod
 from collections.abc import Sequence
 
@@ -13,7 +14,8 @@ import pandas as pd
 from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import SchemaDrift
 from cryptopipe_dagster.lib.warehouse import queries
-from cryptopipe_dagster.lib.warehouse.base import Checkpoint, Warehouse
+from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats, Warehouse
+from cryptopipe_dagster.lib.warehouse.gap_sql import list_gaps_sql
 from cryptopipe_dagster.lib.warehouse.sql import (
     candle_timestamps_sql,
     candles_in_window_sql,
@@ -24,12 +26,17 @@ from cryptopipe_dagster.lib.warehouse.sql import (
     mark_replayed_sql,
 )
 from cryptopipe_dagster.lib.warehouse.tables import (
+    ANOMALIES,
     CANDLES,
     CHECKPOINTS,
     DEAD_LETTERS,
+    GAP_UPDATES,
+    GAPS,
+    PAYLOAD_FINGERPRINTS,
     TRADES,
     Dialect,
     TableSpec,
+    safe_identifier,
     table_spec,
 )
 
@@ -63,8 +70,36 @@ def checkpoint_frame(checkpoint: Checkpoint) -> pd.DataFrame:
             for value in [getattr(checkpoint, name)]
         },
         "run_id": pd.array([checkpoint.run_id], dtype=Text),
+        "loaded_ranges": pd.array([ranges_json(checkpoint.loaded_ranges)], dtype=Text),
     }
     return pd.DataFrame(row)
+
+
+def ranges_json(ranges: Sequence[tuple[pd.Timestamp, pd.Timestamp]]) -> str | None:
+    """Loaded ranges as the checkpoint column stores them (JSON [[iso, iso], ...]); None when empty."""
+    if not ranges:
+        return None
+    return json.dumps([[utc(start).isoformat(), utc(end).isoformat()] for start, end in ranges])
+
+
+def ranges_from_json(text: object) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
+    """The stored loaded_ranges column back as (start, end) pairs; () for NULL."""
+    if text is None or (not isinstance(text, str) and pd.isna(text)) or not str(text).strip():
+        return ()
+    return tuple((utc(start), utc(end)) for start, end in json.loads(str(text)))
+
+
+def gaps_frame(gaps: pd.DataFrame) -> pd.DataFrame:
+    """A gap frame in ops.gaps' column order and dtypes (Arrow text, UTC timestamps, Int64)."""
+    frame = gaps[GAPS.input_columns].copy()
+    for column in GAPS.columns:
+        if column.type == "string":
+            frame[column.name] = frame[column.name].astype(Text)
+        elif column.type == "timestamp":
+            frame[column.name] = pd.to_datetime(frame[column.name], utc=True).dt.as_unit("ns")
+        elif column.type == "int64":
+            frame[column.name] = frame[column.name].astype("Int64")
+    return frame
 
 
 def merge_source(spec: TableSpec, df: pd.DataFrame, unique_keys: bool) -> tuple[pd.DataFrame, dict]:
@@ -83,6 +118,18 @@ def merge_source(spec: TableSpec, df: pd.DataFrame, unique_keys: bool) -> tuple[
         return staged, {}
     stamps = staged[spec.date_source]
     return staged, {"min_date": utc(stamps.min()).date(), "max_date": utc(stamps.max()).date()}
+
+
+# Catalog type names that are not the dialect's own spelling (DuckDB's information_schema spells
+# TIMESTAMPTZ out; BigQuery's tables.get still says FLOAT and INTEGER).
+_TYPE_ALIASES = {"TIMESTAMP WITH TIME ZONE": "timestamp", "FLOAT": "float64", "INTEGER": "int64"}
+
+
+def logical_type(dialect: Dialect, native: str) -> str:
+    """A catalog column type as the specs' logical type; the native name when it maps to none."""
+    by_native = {name.upper(): logical for logical, name in dialect.types.items()}
+    upper = native.upper()
+    return by_native.get(upper) or _TYPE_ALIASES.get(upper) or native
 
 
 def _utc_column(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -105,8 +152,84 @@ class SqlWarehouse(Warehouse):
     def _execute_count(self, sql: str, params: dict) -> int:
         """Run one DML statement; how many rows it changed."""
 
+    @abstractmethod
+    def _merge_rows(self, spec: TableSpec, df: pd.DataFrame) -> MergeStats:
+        """MERGE a frame into the spec's table on its key (one statement or transaction)."""
+
     def _table(self, spec: TableSpec) -> str:
         return self.table_ref(spec.qualified)
+
+    def record_gaps(self, gaps: pd.DataFrame) -> int:
+        """Insert gaps with a new key; a known gap (same market, timeframe, span_start) is left alone."""
+        if gaps.empty:
+            return 0
+        return self._merge_rows(GAPS, gaps_frame(gaps)).inserted
+
+    def update_gaps(self, gaps: pd.DataFrame) -> None:
+        """Upsert gaps: attempts, last/next attempt, state, evidence and span end are rewritten."""
+        if not gaps.empty:
+            self._merge_rows(GAP_UPDATES, gaps_frame(gaps))
+
+    def list_gaps(
+        self,
+        *,
+        state: str | None = None,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        timeframe: str | None = None,
+        kind: str | None = None,
+        due_at: pd.Timestamp | None = None,
+        overlapping: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    ) -> pd.DataFrame:
+        """Gaps matching every given filter, ordered by market and span start."""
+        filters = {"state": state, "exchange": exchange, "symbol": symbol, "timeframe": timeframe}
+        params: dict = {name: value for name, value in {**filters, "kind": kind}.items() if value is not None}
+        sql = list_gaps_sql(
+            self.dialect, self._table(GAPS), list(params), due_at is not None, overlapping is not None
+        )
+        if due_at is not None:
+            params["due_at"] = utc(due_at)
+        if overlapping is not None:
+            params["window_start"], params["window_end"] = utc(overlapping[0]), utc(overlapping[1])
+        found = typed(self.query_df(sql, params), GAPS)
+        for column in ("missing", "attempts"):
+            found[column] = found[column].astype("Int64")
+        return found.reset_index(drop=True)
+
+    def record_anomalies(self, anomalies: pd.DataFrame) -> MergeStats:
+        """MERGE anomalies on (exchange, symbol, timeframe, ts, kind); detected_at defaults to now."""
+        if anomalies.empty:
+            return MergeStats()
+        frame = anomalies.copy()
+        if "detected_at" not in frame.columns:
+            frame["detected_at"] = pd.Timestamp.now(tz="UTC")
+        frame = frame[ANOMALIES.input_columns].astype({"value": "float64", "threshold": "float64"})
+        for column in ("ts", "detected_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("ns")
+        text = {c: Text for c in ("exchange", "symbol", "timeframe", "kind", "detail")}
+        return self._merge_rows(ANOMALIES, frame.astype(text))
+
+    def anomalies(
+        self, *, kind: str | None = None, exchange: str | None = None, symbol: str | None = None
+    ) -> pd.DataFrame:
+        """Stored anomalies matching every given filter, by kind, market and time."""
+        filters = {"kind": kind, "exchange": exchange, "symbol": symbol}
+        params = {name: value for name, value in filters.items() if value is not None}
+        found = self.query_df(queries.anomalies_sql(self.dialect, self.table_ref, list(params)), params)
+        return typed(found, ANOMALIES).reset_index(drop=True)
+
+    def candles_of_timeframe(self, timeframe: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Stored candles of one timeframe (every market) with start <= ts < end, CandleSchema columns."""
+        start, end = utc(start), utc(end)
+        params = {
+            "timeframe": timeframe,
+            "start": start,
+            "end": end,
+            "min_date": start.date(),
+            "max_date": (end - pd.Timedelta(1, "ns")).date(),
+        }
+        sql = queries.candles_of_timeframe_sql(self.dialect, self.table_ref)
+        return typed(self.query_df(sql, params), CANDLES)
 
     def get_checkpoint(self, exchange: str, symbol: str, timeframe: str) -> Checkpoint | None:
         """The stored checkpoint of a market and timeframe, if any."""
@@ -117,7 +240,8 @@ class SqlWarehouse(Warehouse):
         row = found.iloc[0]
         stamps = {n: utc(row[n]) for n in ("window_start", "window_end", "fetched_through", "updated_at")}
         run_id = None if pd.isna(row["run_id"]) else str(row["run_id"])
-        return Checkpoint(**market, run_id=run_id, **stamps)
+        ranges = ranges_from_json(row.get("loaded_ranges"))
+        return Checkpoint(**market, run_id=run_id, loaded_ranges=ranges, **stamps)
 
     def candle_timestamps(
         self, exchange: str, symbol: str, timeframe: str, start: pd.Timestamp, end: pd.Timestamp
@@ -287,3 +411,27 @@ class SqlWarehouse(Warehouse):
             queries.latest_indicators_sql(self.dialect, self.table_ref), {"since": utc(since)}
         )
         return _utc_column(found, "ts")
+
+    def record_payload_fingerprints(self, fingerprints: pd.DataFrame) -> int:
+        """New shapes are inserted with their diff; known ones only get last_seen moved."""
+        if fingerprints.empty:
+            return 0
+        return self._merge_rows(PAYLOAD_FINGERPRINTS, fingerprints).inserted
+
+    def payload_fingerprints(
+        self, *, exchange: str | None = None, endpoint: str | None = None, since: pd.Timestamp | None = None
+    ) -> pd.DataFrame:
+        """Stored fingerprints matching the filters, ordered by last_seen (newest last)."""
+        filters = {"exchange": exchange, "endpoint": endpoint}
+        params: dict = {name: value for name, value in filters.items() if value}
+        conditions = [f"{safe_identifier(name)} = {self.dialect.param(name)}" for name in params]
+        if since is not None:
+            params["since"] = utc(since)
+            conditions.append(f"first_seen >= {self.dialect.param('since')}")
+        where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        columns = ", ".join(safe_identifier(c) for c in PAYLOAD_FINGERPRINTS.column_names)
+        sql = (
+            f"SELECT {columns} FROM {self._table(PAYLOAD_FINGERPRINTS)} {where}"
+            "ORDER BY exchange, endpoint, last_seen, first_seen"
+        )
+        return typed(self.query_df(sql, params), PAYLOAD_FINGERPRINTS).reset_index(drop=True)

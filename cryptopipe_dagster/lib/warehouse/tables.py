@@ -7,7 +7,7 @@ Identifiers reach SQL text only through ``safe_identifier`` and the TABLES allow
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandera.pandas as pa
 
@@ -148,13 +148,105 @@ CHECKPOINTS = TableSpec(
         Column("fetched_through", "timestamp"),
         Column("updated_at", "timestamp"),
         Column("run_id", "string", nullable=True),
+        Column(
+            "loaded_ranges",
+            "string",
+            nullable=True,
+            description='every durably loaded [start, end) as JSON [["iso", "iso"], ...]; NULL in rows '
+            "written before range sets: then [window_start, fetched_through) is the one range",
+        ),
     ),
     key=("exchange", "symbol", "timeframe"),
-    update=("window_start", "window_end", "fetched_through", "updated_at", "run_id"),
+    update=("window_start", "window_end", "fetched_through", "updated_at", "run_id", "loaded_ranges"),
     date_source="updated_at",
     description="Ingest progress per (exchange, symbol, timeframe): where a backfill resumes.",
 )
-TABLES: dict[str, TableSpec] = {spec.qualified: spec for spec in (CANDLES, TRADES, DEAD_LETTERS, CHECKPOINTS)}
+# The gap ledger (lib/historical/gap_ledger.py): one row per missing span, keyed by where it starts.
+# Recording is insert-only (re-finding a known gap changes nothing); GAP_UPDATES is the same table
+# as the repair's upsert, which rewrites a gap's attempts, backoff, state and evidence.
+GAPS = TableSpec(
+    dataset="ops",
+    name="gaps",
+    columns=(
+        Column("exchange", "string"),
+        Column("symbol", "string"),
+        Column("timeframe", "string", description="candle timeframe, or 'trades'"),
+        Column("span_start", "timestamp", description="first missing open time (or trade time)"),
+        Column("span_end", "timestamp", description="end of the missing span, exclusive"),
+        Column("kind", "string", description="candles | trades"),
+        Column("source", "string", description="who found it: backfill | gap_fill | reconcile"),
+        Column("missing", "int64", nullable=True, description="candles missing when found"),
+        Column("first_seen", "timestamp"),
+        Column("attempts", "int64", description="repair attempts so far"),
+        Column("last_attempt", "timestamp", nullable=True),
+        Column("next_attempt", "timestamp", nullable=True, description="due for repair from (backoff)"),
+        Column("state", "string", description="open | repaired | confirmed_exchange_gap"),
+        Column("evidence", "string", description="JSON list: per attempt its time and the answer"),
+        Column("updated_at", "timestamp"),
+    ),
+    key=("exchange", "symbol", "timeframe", "span_start"),
+    date_source="first_seen",
+    cluster_by=("state", "exchange", "symbol"),
+    description="Missing spans (gap ledger): found, re-fetched with backoff, repaired or confirmed.",
+)
+GAP_UPDATES = replace(
+    GAPS,
+    update=("span_end", "attempts", "last_attempt", "next_attempt", "state", "evidence", "updated_at"),
+)
+# Payload shapes per exchange endpoint (lib/edge/fingerprint.py): one row per distinct shape seen.
+PAYLOAD_FINGERPRINTS = TableSpec(
+    dataset="ops",
+    name="payload_fingerprints",
+    columns=(
+        Column("exchange", "string"),
+        Column("endpoint", "string", description="ccxt call: fetch_ohlcv, fetch_trades, watch_trades, ..."),
+        Column("fingerprint", "string", description="sha256 of the shape"),
+        Column("fields", "string", description='the shape: JSON [["field.path", "json type"], ...]'),
+        Column("previous_fingerprint", "string", nullable=True, description="the endpoint's shape before"),
+        Column(
+            "diff",
+            "string",
+            nullable=True,
+            description='vs the previous shape: JSON [{"change", "field", "was", "now"}]; NULL for the first',
+        ),
+        Column("first_seen", "timestamp"),
+        Column("last_seen", "timestamp"),
+    ),
+    key=("exchange", "endpoint", "fingerprint"),
+    compare=("last_seen",),
+    update=("last_seen",),
+    date_source="first_seen",
+    cluster_by=("exchange", "endpoint"),
+    description="Every payload shape each exchange endpoint sent, with its diff: schema drift history.",
+)
+# Anomalies flagged by lib/quality/anomalies.py (price jumps, volume spikes, stuck, stale and
+# diverging feeds): flagged, never dropped; re-running a detection over the same bars re-MERGEs the
+# same keys, so the table holds each finding once, with its latest value.
+ANOMALIES = TableSpec(
+    dataset="ops",
+    name="anomalies",
+    columns=(
+        Column("exchange", "string", description="exchange (divergence: the first of the pair)"),
+        Column("symbol", "string"),
+        Column("timeframe", "string"),
+        Column("ts", "timestamp", description="open time of the offending bar (a run: its first bar)"),
+        Column("kind", "string", description="price_jump, volume_spike, stuck_feed, stale_feed, divergence"),
+        Column("value", "float64", description="robust z, run length, age in hours or basis points"),
+        Column("threshold", "float64", description="the configured limit the value exceeded"),
+        Column("detail", "string", description="the bar's figures, for people"),
+        Column("detected_at", "timestamp"),
+    ),
+    key=("exchange", "symbol", "timeframe", "ts", "kind"),
+    compare=("value", "threshold", "detail"),
+    update=("value", "threshold", "detail", "detected_at"),
+    date_source="ts",
+    cluster_by=("kind", "exchange", "symbol"),
+    description="Anomalies per market and timeframe (config/anomalies.yaml): flagged, the data kept.",
+)
+TABLES: dict[str, TableSpec] = {
+    spec.qualified: spec
+    for spec in (CANDLES, TRADES, DEAD_LETTERS, CHECKPOINTS, GAPS, PAYLOAD_FINGERPRINTS, ANOMALIES)
+}
 
 
 def table_spec(table: object) -> TableSpec:

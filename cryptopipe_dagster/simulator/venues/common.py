@@ -92,6 +92,13 @@ class Venue:
             self._by_symbol[market.symbol] = market
         self._markets = [*self._markets, *markets]
 
+    def replace_market(self, market: Market) -> None:
+        """Serve `market` in place of the one with its symbol (a scenario such as a flash crash)."""
+        if market.symbol not in self._by_symbol:
+            raise ValueError(f"{self.exchange_id} does not serve {market.symbol}")
+        self._by_symbol[market.symbol] = market
+        self._markets = [market if m.symbol == market.symbol else m for m in self._markets]
+
     def market(self, symbol: str) -> Market | None:
         """The served market of a unified symbol, None when the venue does not serve it."""
         return self._by_symbol.get(symbol)

@@ -11,7 +11,11 @@ with
 
 bars as (
 
-    -- an incremental run reads its window plus the lookback the recursive indicators need
+    -- a full build (or a run of whole exchanges) computes and writes every bar it reads; a run
+    -- with a time window reads the range indicator_read_range() found: the window, the bars it
+    -- changes after it and the lookback before them, counted in bars of each market's history
+    {%- set read = cryptopipe.indicator_read_range(ref(source_model), window) %}
+    {%- set written = {'start': read.written_start, 'end': read.end} if read else none %}
     select
         exchange,
         symbol,
@@ -20,11 +24,10 @@ bars as (
         low,
         close,
         volume,
-        is_complete
+        is_complete,
+        {{ cryptopipe.in_output_window(written) }} as is_output
     from {{ ref(source_model) }}
-    where {{ cryptopipe.window_condition(
-        window, 'ts', lookback_seconds=cryptopipe.indicator_lookback_seconds(bar_seconds)
-    ) }}
+    where {{ cryptopipe.window_condition(read or window, 'ts') }}
 
 ),
 
@@ -42,7 +45,7 @@ numbered as (
         row_number() over series_order - 1 as bar_index,
         lag(close) over series_order as previous_close,
         (high + low + close) / 3 as typical_price,
-        {{ cryptopipe.in_output_window(window) }} as is_output
+        is_output
     from bars
     window series_order as (partition by exchange, symbol order by ts)
 

@@ -1,7 +1,7 @@
 {{
     config(
         partition_by=cryptopipe.mart_partition_by(),
-        incremental_predicates=cryptopipe.window_merge_predicates(3600)
+        incremental_predicates=cryptopipe.window_merge_predicates(3600, open_ended=true)
     )
 }}
 

@@ -206,6 +206,7 @@ def test_bitstamp_older_than_a_day_is_incomplete(sim, replay, days) -> None:
     assert not result.complete and result.requests == 2
     times = [t["timestamp"] for t in result.trades]
     assert min(times) > from_ms and max(times) <= newest  # the last day only...
+    assert result.unfilled == (from_ms, min(times))  # what is missing, for the gap ledger's evidence
     assert newest - min(times) <= DAY_MS
     served = {int(t["id"]) for t in result.trades}
     assert {int(t["id"]) for t in trades} <= served  # ...which still holds the whole (shorter) replay

@@ -8,7 +8,7 @@ import pytest
 from cryptopipe_dagster.lib.errors import ExchangeUnavailable, RateLimited
 from cryptopipe_dagster.lib.exchanges.clients import RetryPolicy, create_exchange
 from cryptopipe_dagster.lib.historical.candle_backfill import BackfillTarget, backfill_candles, exchange_now
-from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse, Warehouse, open_warehouse
+from cryptopipe_dagster.lib.warehouse import Warehouse
 from cryptopipe_dagster.simulator.recordings import load_recording
 
 DAY = pd.Timedelta(days=1)
@@ -17,21 +17,6 @@ FAST_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 
 def utc(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz="UTC")
-
-
-@pytest.fixture
-def warehouse(tmp_path) -> DuckDBWarehouse:
-    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
-    store.ensure_schema()
-    return store
-
-
-@pytest.fixture(params=["duckdb", "bigquery"])
-def any_warehouse(request, tmp_path) -> Warehouse:
-    """Each backend: a DuckDB file, and the BigQuery emulator under a dataset prefix of its own."""
-    if request.param == "duckdb":
-        return request.getfixturevalue("warehouse")
-    return open_warehouse(request.getfixturevalue("bigquery_env"))
 
 
 def stored(warehouse: Warehouse, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
