@@ -212,7 +212,10 @@ def backfill(
     refetch: Annotated[
         bool, typer.Option(help="Fetch again windows the checkpoints say are loaded.")
     ] = False,
-    days_per_run: Annotated[int, typer.Option(help="Days per Dagster run.")] = 92,
+    days_per_run: Annotated[
+        int | None,
+        typer.Option(help="Days per Dagster run; default: ~400k candles a run, at most 366 days."),
+    ] = None,
 ) -> None:
     """Materialize raw/candles for a date range through Dagster (runs and checks show in the UI)."""
     from cryptopipe_dagster.cli.runner import backfill_command

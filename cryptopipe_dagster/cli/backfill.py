@@ -19,10 +19,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cryptopipe_dagster.defs.historical.partitions import MAX_DAYS_PER_RUN, partition_range_tags
+from cryptopipe_dagster.defs.historical.partitions import partition_range_tags
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.markets_config import BackfillSpec
+from cryptopipe_dagster.lib.timeframes import timeframe_seconds
 
+# A run's candles: 92 days of 1m bars for three markets (~400k rows, tens of MB in memory).
+ROWS_PER_RUN = 92 * 1440 * 3
+# A run's partitions at most: a year keeps the progress bar moving and one failure's redo small.
+MAX_CLI_DAYS_PER_RUN = 366
+DAY_SECONDS = 86_400
 QUIET_LOGGERS = {"console": {"config": {"log_level": "WARNING"}}}  # events still reach the instance
 
 ASSET_OP = "raw__candles"
@@ -49,6 +55,14 @@ def day_chunks(start: dt.date, end: dt.date, days_per_run: int) -> list[tuple[dt
         chunks.append((first, last))
         first = last + dt.timedelta(days=1)
     return chunks
+
+
+def auto_days_per_run(spec: BackfillSpec) -> int:
+    """Days per run that keep a run near ROWS_PER_RUN candles: a quarter for 1m bars of three
+    markets (the old fixed size), a year for daily or hourly bars, where a quarter is a few hundred
+    rows and the run's fixed cost (seconds) would dominate."""
+    bars_per_day = len(spec.symbols) * sum(DAY_SECONDS // timeframe_seconds(tf) for tf in spec.timeframes)
+    return max(1, min(MAX_CLI_DAYS_PER_RUN, ROWS_PER_RUN // max(1, bars_per_day)))
 
 
 def check_dates(spec: BackfillSpec, history_start: dt.date) -> None:
@@ -98,10 +112,11 @@ def run_backfill(
     spec: BackfillSpec,
     *,
     refetch: bool = False,
-    days_per_run: int = MAX_DAYS_PER_RUN,
+    days_per_run: int | None = None,
     console: Console | None = None,
 ) -> list[ChunkResult]:
-    """Launch the runs, showing days done, rows, rate and ETA; returns one result per run."""
+    """Launch the runs (days_per_run days each; default auto_days_per_run), showing days done, rows,
+    rate and ETA; returns one result per run."""
     console = console or Console()
     run_config = {
         "ops": {
@@ -116,7 +131,7 @@ def run_backfill(
         # The progress bar is the terminal's view; every event still goes to the instance (the UI).
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
-    chunks = day_chunks(spec.start, spec.end, days_per_run)
+    chunks = day_chunks(spec.start, spec.end, days_per_run or auto_days_per_run(spec))
     results: list[ChunkResult] = []
     columns = (
         TextColumn("{task.description}"),

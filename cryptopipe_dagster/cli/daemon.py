@@ -17,7 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from cryptopipe_dagster.cli.instance import DAGSTER_YAML
+from cryptopipe_dagster.cli.instance import DAGSTER_YAML, LOCAL_INSTANCE_ENV
 from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.emulator import EMULATOR_HOST_ENV
@@ -106,6 +106,7 @@ def daemon_env(
         "CRYPTOPIPE_HOME": str(settings.home),
         "CRYPTOPIPE_DUCKDB_PATH": str(settings.duckdb_path),
         "DAGSTER_HOME": str(home),
+        **LOCAL_INSTANCE_ENV,
         **warehouse_env(settings),
     }
 

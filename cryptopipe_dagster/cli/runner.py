@@ -63,14 +63,15 @@ def backfill_command(
     start: str,
     end: str,
     refetch: bool,
-    days_per_run: int,
+    days_per_run: int | None,
     console: Console,
 ) -> list[ChunkResult]:
     settings = load_settings()
     markets = load_markets_config(settings.markets_file)
     spec = build_spec(markets, exchange, symbols, timeframes, start, end)
     check_dates(spec, markets.history_start)
-    day_chunks(spec.start, spec.end, days_per_run)  # validates --days-per-run before Dagster loads
+    if days_per_run is not None:
+        day_chunks(spec.start, spec.end, days_per_run)  # validates --days-per-run before Dagster loads
     results = run_backfill(
         load_job(),
         local_instance(settings),

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cryptopipe_dagster.cli import app
-from cryptopipe_dagster.cli.backfill import day_chunks
+from cryptopipe_dagster.cli.backfill import auto_days_per_run, day_chunks
+from cryptopipe_dagster.lib.markets_config import BackfillSpec
 
 runner = CliRunner()
 
@@ -77,6 +78,23 @@ def test_day_chunks_cover_the_range_exactly():
     assert chunks[0][0] == dt.date(2019, 1, 1) and chunks[-1][1] == dt.date(2019, 12, 31)
     assert sum((last - first).days + 1 for first, last in chunks) == 365
     assert all(b[0] - a[1] == dt.timedelta(days=1) for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("symbols", "timeframes", "days"),
+    [
+        (["BTC/USD", "ETH/USD", "LTC/USD"], ["1m"], 92),  # ~400k rows: a quarter
+        (["BTC/USD", "ETH/USD", "LTC/USD"], ["1m", "1d"], 91),
+        (["BTC/USD"], ["1m"], 276),
+        (["BTC/USD"], ["1h"], 366),  # a quarter would be 2k rows: capped at a year
+        (["BTC/USD", "ETH/USD", "LTC/USD"], ["1d"], 366),
+    ],
+)
+def test_runs_are_sized_by_candles_not_by_a_fixed_day_count(symbols, timeframes, days):
+    spec = BackfillSpec(
+        "bitstamp", tuple(symbols), tuple(timeframes), dt.date(2015, 1, 1), dt.date(2020, 1, 1)
+    )
+    assert auto_days_per_run(spec) == days
 
 
 def test_backfill_runs_through_dagster_and_resumes(simulator, cryptopipe_home, monkeypatch):

@@ -83,6 +83,10 @@ def test_transient_hole_found_open_then_repaired_by_the_scheduled_run(faulty_sim
     (reported,) = run.asset_materializations_for_node("repair_due_candle_gaps")
     assert reported.asset_key == dg.AssetKey(["raw", "candles"]) and reported.partition == partition
     assert reported.metadata["gap_candles_repaired"].value == 3
+    # ...with its blocking checks, so the UI's latest materialization of raw/candles has results.
+    checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert set(checks) == {candle_checks.UNIQUE_KEYS, candle_checks.SCHEMA}
+    assert all(c.passed and c.partition == partition for c in checks.values())
     (gap,) = store.list_gaps().itertuples()
     assert gap.state == REPAIRED and gap.attempts == 2
 

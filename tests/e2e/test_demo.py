@@ -135,6 +135,8 @@ def test_demo_live_run_was_loaded_by_the_sensor_under_the_daemon(demo_home):
         "select count(*) as pending from ops.landed_batches", {}
     )
     assert ledger["pending"].iloc[0] == 0
+    daemon_log = (demo_home / "logs" / "demo-daemon.log").read_text()
+    assert "caught an error" not in daemon_log, daemon_log[:3000]  # no sensor tick failed
 
 
 def test_demo_marts_equal_a_full_refresh_of_the_same_warehouse(demo_home, tmp_path):

@@ -10,6 +10,11 @@ import dagster as dg
 import pandas as pd
 from pandera.errors import SchemaError, SchemaErrors
 
+from cryptopipe_dagster.defs.historical.partitions import (
+    DATE_DIMENSION,
+    EXCHANGE_DIMENSION,
+    daily_exchange_partitions,
+)
 from cryptopipe_dagster.lib.edge.schemas import CandleSchema
 from cryptopipe_dagster.lib.historical.candle_backfill import BackfillStats, find_window_gaps, listed_window
 from cryptopipe_dagster.lib.historical.gap_ledger import (
@@ -236,3 +241,29 @@ def table_schema_result(
             "failures": dg.MetadataValue.md(markdown_table(failures)),
         },
     )
+
+
+def partition_check_evaluations(
+    warehouse: Warehouse, partition: str, runless: bool = False
+) -> list[dg.AssetCheckEvaluation]:
+    """The unique-keys and schema checks of one raw/candles partition (date|exchange), as
+    evaluations to log beside a materialization made outside the backfill job: live 1m candles from
+    the sensor, the catch-up job, gap repair. The UI then shows check results for every latest
+    materialization, whoever made it."""
+    key = daily_exchange_partitions.get_partition_key_from_str(partition)
+    day = pd.Timestamp(key.keys_by_dimension[DATE_DIMENSION], tz="UTC")
+    exchange = key.keys_by_dimension[EXCHANGE_DIMENSION]
+    end = day + pd.Timedelta(days=1)
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(["raw", "candles"]),
+            check_name=result.check_name,
+            passed=result.passed,
+            severity=result.severity,
+            description=result.description,
+            metadata={**result.metadata, "partition": str(key)},
+            partition=None if runless else str(key),
+            blocking=True,
+        )
+        for result in (unique_keys_check(warehouse, day, end), schema_check(warehouse, [exchange], day, end))
+    ]

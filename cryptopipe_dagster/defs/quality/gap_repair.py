@@ -14,7 +14,7 @@ from cryptopipe_dagster.defs.historical.partitions import (
     EXCHANGE_DIMENSION,
     daily_exchange_partitions,
 )
-from cryptopipe_dagster.defs.quality.candle_checks import markdown_table
+from cryptopipe_dagster.defs.quality.candle_checks import markdown_table, partition_check_evaluations
 from cryptopipe_dagster.defs.resources import ExchangeResource, WarehouseResource
 from cryptopipe_dagster.lib.historical.gap_ledger import CANDLES_KIND, OPEN, GapPolicy, evidence_summary
 from cryptopipe_dagster.lib.historical.gap_repair import repair_due_gaps
@@ -100,6 +100,7 @@ def repair_due_candle_gaps(
             description="candles filled by gap_repair_job",
             metadata={"gap_candles_repaired": count},
         )
+        yield from partition_check_evaluations(store, str(partition))
     yield dg.Output(
         None,
         metadata={

@@ -17,6 +17,7 @@ from cryptopipe_dagster.defs.historical.partitions import (
     EXCHANGE_DIMENSION,
     daily_exchange_partitions,
 )
+from cryptopipe_dagster.defs.quality.candle_checks import partition_check_evaluations
 from cryptopipe_dagster.defs.resources import WAREHOUSE_KIND, WarehouseResource
 from cryptopipe_dagster.lib.streaming.loader import LoadCounts, load_pending
 from cryptopipe_dagster.lib.warehouse.base import Warehouse
@@ -119,7 +120,8 @@ def candle_partitions(touched: Iterable[tuple[str, str]]) -> list[str]:
 )
 def load_live_candles(context: dg.OpExecutionContext, warehouse: WarehouseResource):
     started = time.monotonic()
-    counts = load_all_pending(warehouse.get_warehouse(), "candles")
+    store = warehouse.get_warehouse()
+    counts = load_all_pending(store, "candles")
     metadata = {**loaded_metadata(counts), "latency_ms": round((time.monotonic() - started) * 1000, 1)}
     context.log.info("live_candles_loaded %s", metadata)
     partitions = candle_partitions(counts.touched)
@@ -130,6 +132,7 @@ def load_live_candles(context: dg.OpExecutionContext, warehouse: WarehouseResour
             description="live 1m candles from the collector (source=ws/rest)",
             metadata={"rows_in_run": counts.rows, "source": "collector"},
         )
+        yield from partition_check_evaluations(store, key)
     yield dg.Output(None, metadata={**metadata, "partitions": len(partitions)})
 
 

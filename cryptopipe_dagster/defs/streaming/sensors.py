@@ -12,6 +12,7 @@ import time
 
 import dagster as dg
 
+from cryptopipe_dagster.defs.quality.candle_checks import partition_check_evaluations
 from cryptopipe_dagster.defs.resources import WarehouseResource
 from cryptopipe_dagster.defs.streaming.assets import (
     LIVE_BATCHES_CHECK,
@@ -23,6 +24,7 @@ from cryptopipe_dagster.defs.streaming.resources import LOADER_LOCK_WAIT_S, PubS
 from cryptopipe_dagster.lib.errors import WarehouseBusy
 from cryptopipe_dagster.lib.streaming.loader import KINDS, LoadCounts
 from cryptopipe_dagster.lib.streaming.stream_loader import StreamLoader, TickReport
+from cryptopipe_dagster.lib.warehouse import Warehouse
 
 RAW_TRADES = dg.AssetKey(["raw", "trades"])
 REPORT_INTERVAL_S = 5.0
@@ -30,10 +32,10 @@ RAW_CANDLES = dg.AssetKey(["raw", "candles"])
 
 
 def tick_asset_events(
-    report: TickReport, seconds: float
+    report: TickReport, seconds: float, warehouse: Warehouse
 ) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    """The runless events for what `report` holds: what was loaded over the last `seconds`, and
-    whether every record passed."""
+    """The runless events for what `report` holds: what was loaded over the last `seconds`, whether
+    every record passed, and the candle checks of each raw/candles partition live candles touched."""
     events: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
     trades = report.loads["trades"]
     if trades.batches:
@@ -66,6 +68,7 @@ def tick_asset_events(
                 metadata={"rows_in_tick": candles.rows, "source": "collector"},
             )
         )
+        events.extend(partition_check_evaluations(warehouse, partition, runless=True))
     return events
 
 
@@ -74,8 +77,10 @@ class LoadReporter:
     rest goes back with the tick's result). A tick cut short, by a daemon restart or a replaced code
     server, then loses at most that much of the UI's history; the rows are durable either way."""
 
-    def __init__(self, instance: dg.DagsterInstance, interval_s: float = REPORT_INTERVAL_S) -> None:
-        self.instance, self.interval_s = instance, interval_s
+    def __init__(
+        self, instance: dg.DagsterInstance, warehouse: Warehouse, interval_s: float = REPORT_INTERVAL_S
+    ) -> None:
+        self.instance, self.warehouse, self.interval_s = instance, warehouse, interval_s
         self._since = time.monotonic()
         self.rows = 0
 
@@ -87,7 +92,7 @@ class LoadReporter:
 
     def take(self, report: TickReport) -> list[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         """The events for what was loaded since the last take; the report starts counting afresh."""
-        events = tick_asset_events(report, time.monotonic() - self._since)
+        events = tick_asset_events(report, time.monotonic() - self._since, self.warehouse)
         self.rows += report.rows
         report.loads = {kind: LoadCounts() for kind in KINDS}
         report.publish_to_load_ms = []
@@ -124,7 +129,7 @@ def market_data_sensor(
             pull_wait_s=pubsub.pull_wait_s,
             load_interval_s=warehouse.live_load_interval_s,
         )
-        reporter = LoadReporter(context.instance)
+        reporter = LoadReporter(context.instance, warehouse)
         report = loader.run(pubsub.tick_budget_s, on_iteration=reporter)
     events = reporter.take(report)
     context.log.info(

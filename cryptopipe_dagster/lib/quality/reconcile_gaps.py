@@ -10,6 +10,7 @@ and reason become spans in ops.gaps.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from cryptopipe_dagster.lib.historical.gap_ledger import CANDLES_KIND, TRADES_KIND, new_gaps
@@ -29,11 +30,13 @@ def mismatch_spans(compared: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     bad = bad.assign(reason=bad["mismatch"].astype(str), minute=pd.to_datetime(bad["minute"], utc=True))
     bad = bad.sort_values(["exchange", "symbol", "reason", "minute"]).reset_index(drop=True)
-    same_group = (bad[["exchange", "symbol", "reason"]] == bad[["exchange", "symbol", "reason"]].shift()).all(
-        axis=1
-    )
-    starts_run = ~same_group | (bad["minute"].diff() != MINUTE)
-    runs = bad.groupby(starts_run.cumsum(), sort=False).agg(
+    # NumPy arrays: BigQuery's client returns Arrow-backed columns, whose bools cannot be summed.
+    keys = bad[["exchange", "symbol", "reason"]].astype(str).to_numpy()
+    same_group = np.r_[False, (keys[1:] == keys[:-1]).all(axis=1)]
+    minutes = bad["minute"].to_numpy(dtype="datetime64[ns]")
+    next_minute = np.r_[False, (minutes[1:] - minutes[:-1]) == np.timedelta64(1, "m")]
+    run_id = np.cumsum(~(same_group & next_minute))
+    runs = bad.groupby(run_id, sort=False).agg(
         exchange=("exchange", "first"),
         symbol=("symbol", "first"),
         reason=("reason", "first"),

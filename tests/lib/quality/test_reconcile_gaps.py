@@ -60,6 +60,18 @@ def test_consecutive_minutes_of_one_reason_are_one_span() -> None:
     assert mismatch_spans(compared({0: None})).empty
 
 
+def test_arrow_backed_columns_as_bigquery_returns_them_give_the_same_spans() -> None:
+    found = compared({0: "missing_from_trades", 1: "missing_from_trades", 3: "missing_from_trades"})
+    arrow = found.convert_dtypes(dtype_backend="pyarrow")
+    assert str(arrow["exchange"].dtype).endswith("[pyarrow]")
+    pd.testing.assert_frame_equal(
+        mismatch_spans(arrow).astype({"minutes": int}),
+        mismatch_spans(found).astype({"minutes": int}),
+        check_dtype=False,
+    )
+    assert mismatch_spans(arrow)["minutes"].tolist() == [2, 1]
+
+
 def test_recorded_once_as_trade_and_candle_gaps(warehouse: Warehouse) -> None:
     found = compared({1: "missing_from_trades", 2: "missing_from_trades", 7: "missing_rest_candle"})
     assert record_mismatch_gaps(warehouse, found, NOW) == 2
