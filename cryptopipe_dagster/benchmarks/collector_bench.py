@@ -48,6 +48,7 @@ from cryptopipe_dagster.lib.collector.settings import CollectorSettings, parse_m
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
 from cryptopipe_dagster.simulator.clock import parse_instant
+from cryptopipe_dagster.simulator.derived import streamable_markets
 
 NAME = "collector"
 START = "2019-10-17T05:00:00Z"  # the demo's replay start (freshness.py)
@@ -189,16 +190,18 @@ def timed_outbox(probe: Probe) -> type[MarketOutbox]:
         def _publish(self, records, kind, *args, **kwargs) -> None:
             super()._publish(records, kind, *args, **kwargs)
             if kind == "trades":
-                ids = records["trade_id"].astype(str).tolist()
+                ids = [str(trade_id) for trade_id in records["trade_id"].to_pylist()]
                 self._in_flight[-1].future.add_done_callback(partial(probe.on_confirmed, self.spec.key, ids))
 
     return TimedOutbox
 
 
-def collector_settings(base_url: str, project: str, **overrides) -> CollectorSettings:
-    """The collector's defaults on the five streamable markets (trades only)."""
+def collector_settings(
+    base_url: str, project: str, markets: tuple[str, ...] = MARKETS, **overrides
+) -> CollectorSettings:
+    """The collector's defaults on `markets` (the five streamable ones by default; trades only)."""
     return CollectorSettings(
-        markets=tuple(parse_market(m) for m in MARKETS),
+        markets=tuple(parse_market(m) for m in markets),
         project_id=project,
         exchange_api_url=base_url,
         **overrides,
@@ -249,11 +252,18 @@ class Window:
         }
 
 
-def measure_collector(base_url: str, project: str, speed: float, warmup_s: float, window_s: float) -> Window:
+def measure_collector(
+    base_url: str,
+    project: str,
+    speed: float,
+    warmup_s: float,
+    window_s: float,
+    markets: tuple[str, ...] = MARKETS,
+) -> Window:
     """The collector on the replay at `speed`: counts, CPU and latencies inside the window."""
     start_replay(base_url, speed, start=BENCH_START)
     probe = Probe()
-    collector = Collector(collector_settings(base_url, project))
+    collector = Collector(collector_settings(base_url, project, markets))
     with mock.patch.object(service, "MarketOutbox", timed_outbox(probe)):
         running = CollectorThread(collector).start()
         try:
@@ -347,6 +357,48 @@ def measure_bare(base_url: str, project: str, speed: float, warmup_s: float, win
     return Window(speed, messages, cpu1 - cpu0, ended - began, emitted1 - emitted0, loop1 - loop0)
 
 
+# -- many markets at their recorded rates -----------------------------------------------------------
+MANY_MARKETS = 100
+MANY_TARGETS = {"cpu_share_of_one_core": 0.5, "p99_ms": 500.0}
+
+
+def many_markets_records(data_dir: Path, quick: bool) -> list[Record]:
+    """The collector on MANY_MARKETS markets (5 recorded + derived ones, simulator/derived.py) at
+    speed 1, the tape's own pace: CPU share of one core and receive -> confirmed latency, measured.
+    (Its peak RSS is the memory benchmark's, in a fresh child process.)"""
+    warmup_s, window_s = (5.0, 10.0) if quick else (10.0, 40.0)
+    markets = tuple(streamable_markets(MANY_MARKETS, data_dir))
+    derived = MANY_MARKETS - len(MARKETS)
+    with running_simulator(data_dir, seed=SEED, derived_markets=derived) as base_url, PubSubEmulator():
+        ensure_topology(PROJECT)
+        ours = measure_collector(base_url, PROJECT, 1.0, warmup_s, window_s, markets)
+    share = ours.cpu_s / ours.wall_s
+    say(
+        f"{NAME}: {MANY_MARKETS} markets at speed 1: {share:.1%} of one core, "
+        f"{ours.messages:,} trades in {ours.wall_s:.0f} s"
+    )
+    details = {
+        "note": f"{MANY_MARKETS} markets at their recorded rates (speed 1)",
+        "markets": f"{len(MARKETS)} recorded + {derived} derived (simulator/derived.py)",
+        "cpu": "getrusage(RUSAGE_SELF) over the window: the collector's event loop and the Pub/Sub "
+        "client's threads (simulator and emulator are other processes)",
+        "target": f"<= {MANY_TARGETS['cpu_share_of_one_core']:.0%} of one core",
+        **ours.facts(),
+    }
+    records = [Record(NAME, MANY_MARKETS, "cpu_share_of_one_core", share, details=details)]
+    if ours.latencies:
+        latency_details = {
+            **details,
+            "target": f"p99 < {MANY_TARGETS['p99_ms']:.0f} ms",
+            "trades": len(ours.latencies),
+        }
+        latency_details.pop("cpu")
+        records += latency_records(
+            NAME, MANY_MARKETS, ours.latencies, None, None, latency_details, "_100_markets"
+        )
+    return records
+
+
 # -- the benchmark --------------------------------------------------------------------------------
 def run(data_dir: Path, quick: bool = False) -> list[Record]:
     warmup_s, window_s = (2.0, 4.0) if quick else (3.0, 15.0)
@@ -410,5 +462,6 @@ def run(data_dir: Path, quick: bool = False) -> list[Record]:
                     f"{NAME}: speed {speed}: receive -> confirmed "
                     + ", ".join(f"{r.metric} {r.value:.0f}" for r in records[-3:])
                 )
+    records += many_markets_records(data_dir, quick)
     say(f"{NAME}: done in {time.monotonic() - started:.0f} s")
     return records

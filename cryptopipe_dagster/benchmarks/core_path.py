@@ -39,7 +39,7 @@ def load_ours(records, db_path: Path, *, arrow: bool) -> tuple[int, int]:
     normalize = normalize_trades_table if arrow else normalize_trades
     batch = normalize(records, exchange=EXCHANGE, source="ws", now=NOW)
     warehouse = DuckDBWarehouse(db_path)
-    warehouse.merge_trades(batch.valid, unique_keys=True)
+    warehouse.merge_trades(batch.valid_arrow, unique_keys=True)
     dead = warehouse.write_dead_letters(batch.dead_letters) if len(batch.dead_letters) else 0
     return len(batch.valid), dead
 

@@ -10,8 +10,9 @@ exec, so a child of this (large) benchmark process would report the parent's pea
   file. Baseline python_baseline: the same child importing the same modules and doing nothing, so
   ratio = baseline / ours < 1 by construction; the load's own cost is the delta in details.
 - collector: `cryptopipe collect --duration` streaming trades of 1 and of 5 markets from the
-  simulator's replay (REPLAY_SPEED x real time) to the Pub/Sub emulator. MB per market is the slope
-  between the two; the size=100 record is EXTRAPOLATED from it (no baseline).
+  simulator's replay (REPLAY_SPEED x real time) to the Pub/Sub emulator, and of MANY_MARKETS (5
+  recorded + derived ones, simulator/derived.py) at speed 1, their recorded rates: all measured.
+  MB per market is the slope between 5 and MANY_MARKETS.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptopipe_dagster.cli.live import start_replay
 from cryptopipe_dagster.cli.simulator_process import running_simulator
 from cryptopipe_dagster.lib.pubsub.emulator import PubSubEmulator
 from cryptopipe_dagster.lib.pubsub.topology import ensure_topology
+from cryptopipe_dagster.simulator.derived import streamable_markets
 
 NAME = "memory"
 EXCHANGE, DAY = "bitstamp", "2019-03-18"  # three configured markets, before the 03-20 outage
@@ -41,7 +43,8 @@ STREAM_MARKETS = (
     "kraken:BTC/USD",
 )
 REPLAY_START, REPLAY_SPEED = "2019-10-17T05:00:00Z", 60  # the demo's live replay (cli/live.py)
-EXTRAPOLATE_TO = 100
+MANY_MARKETS = 100
+MANY_MARKETS_TARGET_MB = 250
 PROJECT = "cryptopipe-bench-memory"
 
 _PEAK = """
@@ -95,9 +98,9 @@ runpy.run_module("cryptopipe_dagster.cli", run_name="__main__")
 )
 
 
-def simulator(data_dir: Path):
+def simulator(data_dir: Path, derived_markets: int = 0):
     """The simulator in a child process (see running_simulator)."""
-    return running_simulator(data_dir, seed=0)
+    return running_simulator(data_dir, seed=0, derived_markets=derived_markets)
 
 
 def _child(args: list[str], env: dict | None = None, timeout: float = 600) -> str:
@@ -145,11 +148,13 @@ def daily_load_record(data_dir: Path, work: Path, repeat: int) -> Record:
     )
 
 
-def collector_peak(data_dir: Path, work: Path, markets: tuple[str, ...], duration_s: float) -> dict:
+def collector_peak(
+    data_dir: Path, work: Path, markets: tuple[str, ...], duration_s: float, speed: float = REPLAY_SPEED
+) -> dict:
     """Peak MB and the run report of `cryptopipe collect` on `markets` for `duration_s` seconds."""
     peak_file = work / f"collector-{len(markets)}.json"
-    with simulator(data_dir) as url:
-        start_replay(url, REPLAY_SPEED, REPLAY_START, None)
+    with simulator(data_dir, derived_markets=max(0, len(markets) - len(STREAM_MARKETS))) as url:
+        start_replay(url, speed, REPLAY_START, None)
         env = {
             **os.environ,
             "CRYPTOPIPE_HOME": str(work / f"home-{len(markets)}"),
@@ -168,48 +173,38 @@ def collector_peak(data_dir: Path, work: Path, markets: tuple[str, ...], duratio
 
 
 def collector_records(data_dir: Path, work: Path, duration_s: float) -> list[Record]:
-    """Measured peaks with 1 and 5 markets, and the linear extrapolation to EXTRAPOLATE_TO."""
+    """Measured peaks with 1 and 5 markets (REPLAY_SPEED) and MANY_MARKETS (speed 1)."""
+    many = tuple(streamable_markets(MANY_MARKETS, data_dir))
     with PubSubEmulator():  # sets PUBSUB_EMULATOR_HOST for its lifetime; the children inherit it
         ensure_topology(PROJECT)
         runs = {n: collector_peak(data_dir, work, STREAM_MARKETS[:n], duration_s) for n in (1, 5)}
-    per_market = (runs[5]["peak_mb"] - runs[1]["peak_mb"]) / 4
-    common = {"duration_s": duration_s, "replay_speed": REPLAY_SPEED, "streams": "trades only"}
-    records = [
-        Record(
-            NAME,
-            n,
-            "peak_rss_mb",
-            run["peak_mb"],
-            details={
-                "scope": f"collector, {n} market(s), measured",
-                "markets": list(STREAM_MARKETS[:n]),
-                "records_received": run["records_received"],
-                **common,
-            },
-        )
-        for n, run in runs.items()
-    ]
-    extrapolated = runs[1]["peak_mb"] + (EXTRAPOLATE_TO - 1) * per_market
-    say(f"{NAME}: collector {per_market:.2f} MB/market -> {extrapolated:.0f} MB at {EXTRAPOLATE_TO} markets")
-    return [
-        *records,
-        Record(
-            NAME,
-            EXTRAPOLATE_TO,
-            "peak_rss_mb",
-            extrapolated,
-            details={
-                "scope": f"collector, {EXTRAPOLATE_TO} markets, EXTRAPOLATED",
-                "extrapolated_from": [1, 5],
-                "mb_per_market": round(per_market, 3),
-                **common,
-            },
-        ),
-    ]
+        runs[MANY_MARKETS] = collector_peak(data_dir, work, many, duration_s * 2, speed=1.0)
+    per_market = (runs[MANY_MARKETS]["peak_mb"] - runs[5]["peak_mb"]) / (MANY_MARKETS - 5)
+    say(f"{NAME}: collector {per_market:.2f} MB per extra market (5 -> {MANY_MARKETS}, measured)")
+    records = []
+    for n, run in runs.items():
+        speed = 1.0 if n == MANY_MARKETS else REPLAY_SPEED
+        details = {
+            "scope": f"collector, {n} market(s), measured",
+            "markets": list(STREAM_MARKETS[:n])
+            if n < MANY_MARKETS
+            else f"{len(many)} (5 recorded + derived)",
+            "records_received": run["records_received"],
+            "duration_s": duration_s * (2 if n == MANY_MARKETS else 1),
+            "replay_speed": speed,
+            "streams": "trades only",
+        }
+        if n == MANY_MARKETS:
+            details |= {
+                "target": f"<= {MANY_MARKETS_TARGET_MB} MB",
+                "mb_per_extra_market": round(per_market, 3),
+            }
+        records.append(Record(NAME, n, "peak_rss_mb", run["peak_mb"], details=details))
+    return records
 
 
 def run(data_dir: Path, quick: bool = False) -> list[Record]:
-    """The daily load against its import-only baseline, then the collector at 1 and 5 markets."""
+    """The daily load against its import-only baseline, then the collector at 1, 5 and 100 markets."""
     with tempfile.TemporaryDirectory(prefix="cryptopipe-bench-") as tmp:
         work = Path(tmp)
         say(f"{NAME}: daily load, {EXCHANGE} {DAY}, in fresh child processes")

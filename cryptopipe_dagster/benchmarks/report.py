@@ -6,17 +6,24 @@ import json
 from pathlib import Path
 
 from cryptopipe_dagster.benchmarks.harness import Record
+from cryptopipe_dagster.benchmarks.targets import target_rows, targets_markdown
 
 
 def write_results(records: list[Record], machine: dict, out_dir: Path, command: str) -> dict[str, Path]:
     """Write the three outputs; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "charts").mkdir(exist_ok=True)
-    payload = {"machine": machine, "command": command, "results": [r.as_dict() for r in records]}
+    targets = target_rows(records)
+    payload = {
+        "machine": machine,
+        "command": command,
+        "targets": targets,
+        "results": [r.as_dict() for r in records],
+    }
     json_path = out_dir / "results.json"
     json_path.write_text(json.dumps(payload, indent=1, default=str) + "\n")
     md_path = out_dir / "results.md"
-    md_path.write_text(markdown(records, machine, command))
+    md_path.write_text(markdown(records, machine, command, targets))
     charts = write_charts(records, out_dir / "charts")
     return {"json": json_path, "markdown": md_path, **{f"chart:{p.stem}": p for p in charts}}
 
@@ -29,8 +36,8 @@ def _number(value: float | None, metric: str = "") -> str:
     return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def markdown(records: list[Record], machine: dict, command: str) -> str:
-    """One table row per record, machine facts above it."""
+def markdown(records: list[Record], machine: dict, command: str, targets: list[dict] | None = None) -> str:
+    """The speed targets, then one table row per record, machine facts above them."""
     versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items() if v)
     lines = [
         f"Measured with `{command}` on {machine.get('cores')} cores ({machine.get('cpu')}), "
@@ -38,6 +45,7 @@ def markdown(records: list[Record], machine: dict, command: str) -> str:
         "Ratio > 1 means cryptopipe is better (throughput: ours / baseline; latency, time, memory: "
         "baseline / ours). Absolute numbers are from a shared machine; the ratios come from one run.",
         "",
+        *(targets_markdown(targets) + [""] if targets else []),
         "| benchmark | size | metric | cryptopipe | baseline | baseline value | ratio | notes |",
         "|---|---:|---|---:|---|---:|---:|---|",
     ]

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+import ccxt
 import ccxt.pro as ccxt_pro
 
 from cryptopipe_dagster.lib.collector.checkpoint import CheckpointStore
@@ -30,6 +31,7 @@ from cryptopipe_dagster.lib.pubsub.publisher_client import PublisherSettings
 log = logging.getLogger("cryptopipe.collector")
 _FLUSH_TICK_S = 0.02
 _CHECKPOINT_EVERY_S = 1.0
+_MARKET_LIST_TIMEOUT_S = 15.0  # the shared market list; sessions load their own past this
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,28 @@ class Collector:
         self.metrics = CollectorMetrics()
         self.metrics_host, self.metrics_port = metrics_host, metrics_port
         self.checkpoint = CheckpointStore(settings.state_path)
+        # exchange id -> its first client until that one has loaded markets, then (markets, currencies)
+        self._markets: dict[str, object] = {}
         for spec in settings.markets:
             self._check_supported(spec)
 
     def make_exchange(self, exchange_id: str):
-        """A fresh ccxt.pro client (one per connection: closing it is how a stalled socket is dropped)."""
+        """A fresh ccxt.pro client (one per connection: closing it is how a stalled socket is dropped).
+
+        Clients of one exchange share its market list: the first client's, once it has loaded it. A
+        client's own copy is ~0.8 MB and a market list request, so a hundred markets (a hundred
+        clients, and more on every reconnect) would cost ~80 MB and a hundred requests for nothing."""
         options = {"tradesLimit": self.settings.trades_limit, **self.settings.extra_exchange_options}
         exchange = getattr(ccxt_pro, exchange_id)(
             {"enableRateLimit": True, "timeout": 10_000, "options": options}
         )
         if self.settings.exchange_api_url:
             point_exchange_at(exchange, self.settings.exchange_api_url)
+        known = self._markets.setdefault(exchange_id, exchange)
+        if known is not exchange and not isinstance(known, tuple) and known.markets:
+            known = self._markets[exchange_id] = (known.markets, known.currencies)  # drop the client
+        if isinstance(known, tuple):
+            exchange.set_markets(*known)
         return exchange
 
     def _check_supported(self, spec: MarketSpec) -> None:
@@ -101,6 +114,7 @@ class Collector:
         if self.metrics_port is not None:
             self.metrics_port = self.metrics.serve(self.metrics_host, self.metrics_port)
         publisher = MarketDataPublisher(self.settings.project_id, settings=self.publisher_settings)
+        await self._share_market_lists()
         outboxes: dict[str, MarketOutbox] = {}
         sessions: dict[str, TradeSession] = {}
         tasks: list[asyncio.Task] = []
@@ -137,6 +151,26 @@ class Collector:
             unpublished = await asyncio.to_thread(self._drain, outboxes, publisher)
             self.metrics.stop()
         return self._report(list(outboxes), time.monotonic() - started, unpublished)
+
+    async def _share_market_lists(self) -> None:
+        """Load each exchange's market list once, before the sessions start, for all its clients to
+        share (see make_exchange). If that fails, each session loads its own, with its retries."""
+        for exchange_id in dict.fromkeys(spec.exchange for spec in self.settings.markets):
+            client = self.make_exchange(exchange_id)
+            try:
+                await asyncio.wait_for(client.load_markets(), timeout=_MARKET_LIST_TIMEOUT_S)
+            except (TimeoutError, ccxt.BaseError, OSError) as error:
+                self._markets.pop(exchange_id, None)
+                log_event(
+                    log,
+                    "market_list_not_shared",
+                    level=logging.WARNING,
+                    exchange=exchange_id,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            finally:
+                with contextlib.suppress(ccxt.BaseError, OSError):
+                    await client.close()
 
     async def _supervise(self, name: str, spec: MarketSpec, session, stop: asyncio.Event) -> None:
         await supervise(name, spec, self.settings, self.metrics, self.make_exchange, session, stop)

@@ -7,6 +7,7 @@ rejected again (a re-run, a redelivered message) gets the same id, and the wareh
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -116,7 +117,12 @@ def _per_row(value: object, n: int) -> list[object]:
 
 
 def empty_dead_letters() -> pd.DataFrame:
-    """A zero-row frame in DeadLetterSchema shape."""
+    """A zero-row frame in DeadLetterSchema shape (a fresh copy: callers may add to it)."""
+    return _empty_dead_letters().copy()
+
+
+@functools.cache
+def _empty_dead_letters() -> pd.DataFrame:
     frame = pd.DataFrame({column: [] for column in schema_columns(DeadLetterSchema)})
     for column in ("first_seen_at", "replayed_at"):
         frame[column] = frame[column].astype("datetime64[ns, UTC]")

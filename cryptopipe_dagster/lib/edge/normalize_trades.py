@@ -13,13 +13,16 @@ Rules beyond the candle path (see ``normalize.py``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import operator
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cryptopipe_dagster.lib.edge import trades_rows
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters, empty_dead_letters, payload_json
 from cryptopipe_dagster.lib.edge.fingerprint import DriftClassifier, reclassify_drift
 from cryptopipe_dagster.lib.edge.normalize_common import (
@@ -32,6 +35,8 @@ from cryptopipe_dagster.lib.edge.normalize_common import (
 )
 from cryptopipe_dagster.lib.edge.schemas import Text, TradeSchema
 from cryptopipe_dagster.lib.edge.symbols import canonical_symbol
+from cryptopipe_dagster.lib.edge.trade_rules import TRADE_ARROW_SCHEMA
+from cryptopipe_dagster.lib.edge.trades_rows import ROWS_MAX
 from cryptopipe_dagster.lib.edge.validation import RowRejections, find_failures
 from cryptopipe_dagster.lib.errors import InvalidSymbol, SchemaDrift
 
@@ -42,18 +47,37 @@ NUMERIC_TRADE_IDS = frozenset({"binance", "bitstamp", "coinbaseexchange", "krake
 _NOT_TEXT = "<not text>"  # stands in for a non-text symbol value; canonical_symbol rejects it
 
 
-@dataclass(frozen=True)
 class TradeBatch:
-    """The outcome of normalizing one batch of trades."""
+    """The outcome of normalizing one batch of trades.
 
-    valid: pd.DataFrame
-    dead_letters: pd.DataFrame
-    duplicates_dropped: int
+    The valid rows are kept as Arrow (the columnar path's output, which loaders scan without a
+    copy); ``valid`` is the same rows as a TradeSchema pandas frame, built on first use."""
+
+    def __init__(
+        self, valid: pa.Table | pd.DataFrame, dead_letters: pd.DataFrame, duplicates_dropped: int
+    ) -> None:
+        self._valid = valid
+        self.dead_letters = dead_letters
+        self.duplicates_dropped = duplicates_dropped
+
+    @functools.cached_property
+    def valid(self) -> pd.DataFrame:
+        """The valid rows as a TradeSchema frame (Arrow-backed text, UTC timestamps)."""
+        if isinstance(self._valid, pd.DataFrame):
+            return self._valid
+        return self._valid.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+
+    @property
+    def valid_arrow(self) -> pa.Table:
+        """The valid rows as Arrow with the stored column types."""
+        if isinstance(self._valid, pa.Table):
+            return self._valid
+        return pa.Table.from_pandas(self._valid, preserve_index=False).cast(TRADE_ARROW_SCHEMA)
 
     @property
     def rows_in(self) -> int:
         """Input records accounted for: valid + dead letters + duplicates."""
-        return len(self.valid) + len(self.dead_letters) + self.duplicates_dropped
+        return len(self._valid) + len(self.dead_letters) + self.duplicates_dropped
 
 
 def normalize_trades(
@@ -64,44 +88,94 @@ def normalize_trades(
     now: pd.Timestamp | None = None,
     ingested_at: pd.Timestamp | None = None,
     drift: DriftClassifier | None = None,
+    model_check: bool = True,
 ) -> TradeBatch:
     """Normalize ccxt trade dicts (id, timestamp, symbol, price, amount, side; hostile) to TradeSchema.
 
     drift (fingerprint.drift_classifier): rejected records whose payload lost or retyped a field of
-    the endpoint's known shape become ``schema_drift`` dead letters."""
+    the endpoint's known shape become ``schema_drift`` dead letters.
+    model_check=False skips the Pandera Polars pass over the rows the columnar rules accepted (those
+    rules are the model's and more, see trades_columnar.py): Pandera costs ~10 ms per call however
+    small the batch, so the collector, which flushes a few dozen trades per market five times a
+    second, leaves it to the loader, which validates every landed batch against TradeSchema."""
     check_exchange_and_source(exchange, source)
     if not isinstance(trades, list | tuple):
         raise SchemaDrift(f"trades payload is {type(trades).__name__}, expected a list of dicts")
-    is_dict = np.fromiter((isinstance(t, dict) for t in trades), dtype=bool, count=len(trades))
+    plain_dicts = set(map(type, trades)) <= {dict}  # one C-level pass; the usual case
+    is_dict = (
+        np.ones(len(trades), dtype=bool)
+        if plain_dicts
+        else np.fromiter((isinstance(t, dict) for t in trades), dtype=bool, count=len(trades))
+    )
     positions = np.flatnonzero(is_dict)
     records = trades if is_dict.all() else [trades[i] for i in positions]
-    # Column by column: a ccxt trade dict has a dozen keys (info, fees, ...), six of them matter.
-    raw = pd.DataFrame(
-        {name: _typed_column([record.get(name) for record in records]) for name in TRADE_FIELDS},
-        index=positions,
-    )
 
     def payloads(positions: np.ndarray) -> list:
         return [trades[i] for i in positions]
 
+    if is_dict.all() and len(trades) <= ROWS_MAX:  # a micro-batch: per-record rules (trades_rows.py)
+        return _normalize_rows(trades, payloads, exchange, source, now, ingested_at, drift)
+    # Column by column: a ccxt trade dict has a dozen keys (info, fees, ...), six of them matter.
+    arrays = _arrow_columns(records, plain_dicts=plain_dicts)
+
+    if is_dict.all() and all(isinstance(array, pa.Array) for array in arrays.values()):
+        table = pa.table(arrays)
+        if columnar().fast_path_applies(table):
+            return _normalize_columnar(
+                table, payloads, exchange, source, now, ingested_at, drift, model_check=model_check
+            )
+    raw = pd.DataFrame({name: _typed_column(array) for name, array in arrays.items()}, index=positions)
     return _normalize(raw, np.flatnonzero(~is_dict), payloads, exchange, source, now, ingested_at, drift)
 
 
-def _typed_column(values: list) -> pd.api.extensions.ExtensionArray | np.ndarray:
-    """One field of every record, typed by Arrow when it is uniform (the usual case: the fast,
-    vectorized checks apply), else left as Python objects for the hostile-input path."""
-    types = set(map(type, values))
-    if bool in types and len(types - {type(None)}) > 1:  # Arrow would read True as 1.0 among floats
-        return _objects(values)
+def columnar() -> ModuleType:
+    """The columnar path (trades_columnar), imported on first use: Polars and its Pandera backend
+    add ~50 MB to a process, and the collector, which only sends micro-batches, never needs them."""
+    from cryptopipe_dagster.lib.edge import trades_columnar
+
+    return trades_columnar
+
+
+def _arrow_columns(records: list[dict], *, plain_dicts: bool = False) -> dict[str, pa.Array | list]:
+    """The TRADE_FIELDS of every record, one column per field (see _arrow_column).
+
+    plain_dicts (every record is exactly a dict): fields are read with itemgetter, in C."""
+    return {name: _arrow_column(_field(records, name, plain_dicts)) for name in TRADE_FIELDS}
+
+
+def _field(records: list[dict], name: str, plain_dicts: bool) -> list:
+    if plain_dicts:
+        try:
+            return list(map(operator.itemgetter(name), records))
+        except KeyError:  # some record lacks the field: read it as missing, below
+            pass
+    return [record.get(name) for record in records]
+
+
+def _arrow_column(values: list) -> pa.Array | list:
+    """One field of every record as Arrow when it is uniformly typed (the usual case), else as is."""
     try:
         array = pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return values
+    if pa.types.is_string(array.type) or pa.types.is_null(array.type):
+        return array  # Arrow refuses to mix text with anything but None: no bool hides in there
+    types = set(map(type, values))
+    if bool in types and len(types - {type(None)}) > 1:  # Arrow would read True as 1.0 among floats
+        return values
+    return array
+
+
+def _typed_column(values: pa.Array | list) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A field for the exact path: typed when Arrow could type it (the vectorized checks apply),
+    else Python objects (the hostile-input path)."""
+    if not isinstance(values, pa.Array):
         return _objects(values)
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        return pd.array(array, dtype=Text)
-    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        return array.to_numpy(zero_copy_only=False)
-    return _objects(values)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return pd.array(values, dtype=Text)
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return values.to_numpy(zero_copy_only=False)
+    return _objects(values.to_pylist())
 
 
 def _objects(values: list) -> np.ndarray:
@@ -126,33 +200,104 @@ def normalize_trades_table(
     if missing:
         raise SchemaDrift(f"trade table lacks columns {missing}; has {names}")
     if isinstance(table, pa.Table):
-        # Typed, zero-copy where Arrow allows: numbers stay float64/int64 and text stays Arrow-backed,
-        # so every check below takes its vectorized path (object columns would take the hostile one).
-        mapper = {pa.string(): Text, pa.large_string(): Text}.get
-        raw = table.select(list(TRADE_FIELDS)).to_pandas(types_mapper=mapper)
+        table = table.select(list(TRADE_FIELDS))
+        if columnar().fast_path_applies(table):
+            return _normalize_columnar(table, None, exchange, source, now, ingested_at)
+        raw = _exact_input(table)
     else:
         raw = table[list(TRADE_FIELDS)].reset_index(drop=True)
 
     def payloads(positions: np.ndarray) -> list[dict]:
-        return raw.iloc[positions].to_dict("records")
+        return raw.loc[positions].to_dict("records")
 
     return _normalize(raw, np.empty(0, dtype=np.int64), payloads, exchange, source, now, ingested_at)
 
 
-def _normalize(raw, not_dicts, payload_of, exchange, source, now, ingested_at, drift=None) -> TradeBatch:
+def _exact_input(table: pa.Table) -> pd.DataFrame:
+    # Typed, zero-copy where Arrow allows: numbers stay float64/int64 and text stays Arrow-backed,
+    # so every check takes its vectorized path (object columns would take the hostile one).
+    return table.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+
+
+def _normalize_columnar(
+    table, payload_of, exchange, source, now, ingested_at, drift=None, *, model_check: bool = True
+) -> TradeBatch:
+    """The columnar fast path for the clean rows, the exact path for the declined ones, one dedup."""
+    import polars as pl
+
+    fast = columnar()
     now, ingested_at = as_utc(now), as_utc(ingested_at)
+    split = fast.split_clean_rows(
+        table,
+        exchange=exchange,
+        source=source,
+        now=now,
+        ingested_at=ingested_at,
+        numeric_ids=exchange in NUMERIC_TRADE_IDS,
+        model_check=model_check,
+    )
+    candidates, dead = split.clean, empty_dead_letters()
+    digit_ids = exchange in NUMERIC_TRADE_IDS  # the fast path only accepts digits on those venues
+    if len(split.declined):
+        raw = _exact_input(table.take(split.declined))
+        raw.index = pd.Index(split.declined)
+        if payload_of is None:
+
+            def payload_of(positions: np.ndarray) -> list[dict]:
+                return raw.loc[positions].to_dict("records")
+
+        checked, passed, dead = _check(
+            raw, np.empty(0, dtype=np.int64), payload_of, exchange, source, now, ingested_at, drift
+        )
+        if passed.any():
+            exact = fast.from_trade_frame(checked[passed]).select(candidates.columns)
+            digit_ids = digit_ids and fast.ids_are_digits(exact["trade_id"])
+            candidates = pl.concat([candidates, exact])
+    valid = fast.last_per_key_sorted_by_ts(candidates, digit_ids=digit_ids)
+    return TradeBatch(
+        valid=fast.to_trade_table(valid), dead_letters=dead, duplicates_dropped=len(candidates) - len(valid)
+    )
+
+
+def _normalize_rows(trades, payload_of, exchange, source, now, ingested_at, drift) -> TradeBatch:
+    """The micro-batch path for the accepted records, the exact path for the declined ones."""
+    now, ingested_at = as_utc(now), as_utc(ingested_at)
+    accepted, declined = trades_rows.accept_rows(trades, now=now, numeric_ids=exchange in NUMERIC_TRADE_IDS)
+    dead = empty_dead_letters()
+    if len(declined):
+        arrays = _arrow_columns([trades[i] for i in declined])
+        raw = pd.DataFrame({name: _typed_column(array) for name, array in arrays.items()}, index=declined)
+        checked, passed, dead = _check(
+            raw, np.empty(0, dtype=np.int64), payload_of, exchange, source, now, ingested_at, drift
+        )
+        accepted += trades_rows.from_checked_frame(checked[passed])
+    valid = trades_rows.last_per_key_sorted_by_ts(accepted)
+    table = trades_rows.to_trade_table(valid, exchange=exchange, source=source, ingested_at=ingested_at)
+    return TradeBatch(valid=table, dead_letters=dead, duplicates_dropped=len(accepted) - len(valid))
+
+
+def _normalize(raw, not_dicts, payload_of, exchange, source, now, ingested_at, drift=None) -> TradeBatch:
+    """The exact path over a whole batch (hostile types, pandas input)."""
+    now, ingested_at = as_utc(now), as_utc(ingested_at)
+    checked, passed, dead = _check(raw, not_dicts, payload_of, exchange, source, now, ingested_at, drift)
+    before = int(passed.sum())
+    valid = _last_per_key_sorted_by_ts(checked, passed)
+    return TradeBatch(valid=valid, dead_letters=dead, duplicates_dropped=before - len(valid))
+
+
+def _check(raw, not_dicts, payload_of, exchange, source, now, ingested_at, drift):
+    """Every rule over `raw` (indexed by input position): the checked rows (indexed the same), which
+    of them passed, and the dead letters of the rest."""
     rejections = RowRejections(raw.index)
     columns = _trade_columns(raw, now, rejections, numeric_ids=exchange in NUMERIC_TRADE_IDS)
     frame = _trade_frame(columns, ~rejections.rejected, raw.index, exchange, source, ingested_at)
     checked, failures = find_failures(frame, TradeSchema, drop_failures=False)
     rejections.add_failures(failures)
     passed = ~checked.index.isin(failures.index) if len(failures) else np.ones(len(checked), dtype=bool)
-    before = int(passed.sum())
-    valid = _last_per_key_sorted_by_ts(checked, passed)
     dead = _trade_dead_letters(
         payload_of, not_dicts, rejections, columns["symbol"], exchange, source, ingested_at, drift
     )
-    return TradeBatch(valid=valid, dead_letters=dead, duplicates_dropped=before - len(valid))
+    return checked, passed, dead
 
 
 def _last_per_key_sorted_by_ts(frame: pd.DataFrame, passed: np.ndarray) -> pd.DataFrame:

@@ -37,6 +37,7 @@ from cryptopipe_dagster.lib.historical.candle_fetch import (
 from cryptopipe_dagster.lib.historical.gap_ledger import CANDLES_KIND, OPEN, GapPolicy, new_gaps
 from cryptopipe_dagster.lib.historical.gap_repair import repair_gaps
 from cryptopipe_dagster.lib.historical.gaps import find_gaps
+from cryptopipe_dagster.lib.historical.overlap import OrderedWorker
 from cryptopipe_dagster.lib.historical.ranges import RangeSet, add_range, missing_parts
 from cryptopipe_dagster.lib.timeframes import timeframe_ms
 from cryptopipe_dagster.lib.warehouse import Checkpoint, Warehouse
@@ -90,17 +91,25 @@ def _load_part(
     # Never checkpoint past the last closed candle: the open one must be fetched again next time.
     final_until = closed_until(now, target.timeframe, end)
 
-    def on_page(next_since: pd.Timestamp) -> None:
-        pending = sum(len(f) for f in stats.pending)
+    fetched = 0  # rows handed to normalization since the last flush was queued
+
+    def on_page(next_since: pd.Timestamp, handed: int) -> None:
+        # A flush is queued only on a page that handed every fetched row to normalization (handed >
+        # 0), after those batches: its checkpoint never covers a row that is not in the flush.
+        nonlocal fetched
+        fetched += handed
         if progress:
-            progress(target, next_since, stats.rows_loaded + pending)
-        if pending >= flush_rows:
+            progress(target, next_since, stats.rows_loaded + sum(len(f) for f in stats.pending))
+        if fetched >= flush_rows:
+            fetched = 0
             through = min(next_since, final_until)
-            flush(warehouse, stats, _checkpoint(target, add_range(loaded, start, through), start, run_id))
+            checkpoint = _checkpoint(target, add_range(loaded, start, through), start, run_id)
+            worker.submit(flush, warehouse, stats, checkpoint)
 
     # Normalize at least as often as we flush: a flush (and its checkpoint) needs normalized rows.
     normalize_rows = min(NORMALIZE_ROWS, flush_rows)
-    fetch_range(exchange, target, start, end, now, stats, on_page, retry, normalize_rows)
+    with OrderedWorker() as worker:  # normalize + load overlap the next fetches (overlap.py)
+        fetch_range(exchange, target, start, end, now, stats, on_page, retry, normalize_rows, worker)
     loaded = add_range(loaded, start, final_until)
     flush(warehouse, stats, _checkpoint(target, loaded, start, run_id) if final_until > start else None)
     return loaded

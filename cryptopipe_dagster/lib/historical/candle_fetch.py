@@ -18,6 +18,7 @@ from cryptopipe_dagster.lib.edge.fingerprint import PayloadTracker, drift_classi
 from cryptopipe_dagster.lib.edge.fingerprint_store import known_shapes, observations_frame
 from cryptopipe_dagster.lib.edge.normalize import normalize_ohlcv
 from cryptopipe_dagster.lib.exchanges.clients import DEFAULT_RETRY, RetryPolicy, call_with_retries
+from cryptopipe_dagster.lib.historical.overlap import OrderedWorker
 from cryptopipe_dagster.lib.timeframes import timeframe_ms
 from cryptopipe_dagster.lib.warehouse import Checkpoint, Warehouse
 
@@ -134,23 +135,34 @@ def fetch_range(
     end: pd.Timestamp,
     now: pd.Timestamp,
     stats: BackfillStats,
-    on_page: Callable[[pd.Timestamp], None],
+    on_page: Callable[[pd.Timestamp, int], None],
     retry: RetryPolicy,
     normalize_rows: int = 0,
+    worker: OrderedWorker | None = None,
 ) -> None:
-    """Paginate [since, end) into stats.pending; on_page(next_since) after each page."""
+    """Paginate [since, end) into stats.pending; after each page on_page(next_since, rows handed to
+    normalization by that page: 0, or every row fetched since the last time, up to next_since).
+
+    With a worker, each batch is normalized on it while the next pages are fetched (overlap.py);
+    on_page must then queue its flushes on the same worker, after the batches they cover."""
     step_ms, limit = timeframe_ms(target.timeframe), page_limit_of(exchange)
     # Nothing at or after the open candle can be final: do not even ask for it.
     end = closed_until(now, target.timeframe, end)
     since_ms, end_ms = int(since.value // 1_000_000), int(end.value // 1_000_000)
     rows_pending: list = []
 
-    def normalize_pending() -> None:
+    def normalize_pending() -> int:
         # Pages are normalized and validated together (one Pandera call per NORMALIZE_ROWS rows, not
         # per 300-row page: per-call overhead was most of a backfill's CPU time).
-        if rows_pending:
-            _normalize_into(stats, rows_pending, target, since, end, now)
-            rows_pending.clear()
+        if not rows_pending:
+            return 0
+        batch = rows_pending[:]
+        rows_pending.clear()
+        if worker is None:
+            _normalize_into(stats, batch, target, since, end, now)
+        else:
+            worker.submit(_normalize_into, stats, batch, target, since, end, now)
+        return len(batch)
 
     while since_ms < end_ms:
         rows = call_with_retries(
@@ -166,9 +178,10 @@ def fetch_range(
         # The cursor follows the page's candle times (a row rejected later for its values still
         # existed); a page without any usable time is skipped (an outage gap, or one repair retries).
         since_ms = since_ms + limit * step_ms if newest is None else max(since_ms + step_ms, newest + step_ms)
+        handed = 0
         if len(rows_pending) >= (normalize_rows or NORMALIZE_ROWS) or since_ms >= end_ms:
-            normalize_pending()
-        on_page(pd.Timestamp(min(since_ms, end_ms), unit="ms", tz="UTC"))
+            handed = normalize_pending()
+        on_page(pd.Timestamp(min(since_ms, end_ms), unit="ms", tz="UTC"), handed)
     normalize_pending()
 
 
@@ -223,7 +236,7 @@ def fetch_span(
     """Fetch [target.start, target.end) and MERGE it (no checkpoint): the repair of one gap.
     `stats.returned` counts the valid candles the exchange answered inside the span."""
     stats = BackfillStats(target=target, payloads=payload_tracker(warehouse, target.exchange))
-    fetch_range(exchange, target, target.start, target.end, now, stats, lambda _since: None, retry)
+    fetch_range(exchange, target, target.start, target.end, now, stats, lambda _since, _rows: None, retry)
     stats.returned = sum(len(frame) for frame in stats.pending)
     flush(warehouse, stats, None)
     return stats

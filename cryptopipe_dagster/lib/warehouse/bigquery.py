@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
+from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.settings import Settings
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
@@ -196,9 +197,13 @@ class BigQueryWarehouse(SqlWarehouse):
         self.client.load_table_from_file(buffer, table_id, job_config=config).result()
         return f"`{table_id}`"
 
-    def _merge(self, spec: TableSpec, df: pd.DataFrame | None, unique_keys: bool = False) -> MergeStats:
-        if df is None or df.empty:
+    def _merge(
+        self, spec: TableSpec, df: pd.DataFrame | pa.Table | None, unique_keys: bool = False
+    ) -> MergeStats:
+        if df is None or not len(df):
             return MergeStats()
+        if isinstance(df, pa.Table):  # staged as pandas -> Parquet/NDJSON load (see _stage)
+            df = df.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
         self.ensure_schema()
         staged, params = merge_source(spec, df, unique_keys)
         staging = self._stage(spec, staged)
@@ -222,7 +227,7 @@ class BigQueryWarehouse(SqlWarehouse):
         """MERGE a CandleSchema frame on (exchange, symbol, timeframe, ts), pruned to its dates."""
         return self._merge(CANDLES, df, unique_keys)
 
-    def merge_trades(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
+    def merge_trades(self, df: pd.DataFrame | pa.Table, *, unique_keys: bool = False) -> MergeStats:
         """MERGE a TradeSchema frame on (exchange, symbol, trade_id), pruned to its dates."""
         return self._merge(TRADES, df, unique_keys)
 

@@ -71,15 +71,17 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
         self,
         connection: duckdb.DuckDBPyConnection,
         spec: TableSpec,
-        df: pd.DataFrame | None,
+        df: pd.DataFrame | pa.Table | None,
         unique_keys: bool = False,
     ) -> MergeStats:
-        if df is None or df.empty:
+        if df is None or not len(df):
             return MergeStats()
         staged, params = merge_source(spec, df, unique_keys)
         # As Arrow: DuckDB scans it zero-copy; a pandas frame's Arrow-backed text columns would go
         # through Python objects (a third of a million-row load).
-        connection.register(_STAGED, pa.Table.from_pandas(staged, preserve_index=False))
+        if isinstance(staged, pd.DataFrame):
+            staged = pa.Table.from_pandas(staged, preserve_index=False)
+        connection.register(_STAGED, staged)
         if spec.date_column and not self._any_row_in(connection, spec, params):
             # A date range the table does not hold yet (the usual new day): no key of the batch can
             # match (the key decides the date), so the MERGE is a plain insert without any join.
@@ -110,8 +112,8 @@ class DuckDBWarehouse(DuckDBConnections, SqlWarehouse):
         with self._transaction() as connection:
             return self._merge(connection, CANDLES, df, unique_keys)
 
-    def merge_trades(self, df: pd.DataFrame, *, unique_keys: bool = False) -> MergeStats:
-        """MERGE a TradeSchema frame on (exchange, symbol, trade_id) in one transaction.
+    def merge_trades(self, df: pd.DataFrame | pa.Table, *, unique_keys: bool = False) -> MergeStats:
+        """MERGE a TradeSchema frame (or its Arrow table) on (exchange, symbol, trade_id) in one transaction.
 
         unique_keys: the caller guarantees one row per key (normalize's output), so the safety
         dedup is skipped."""

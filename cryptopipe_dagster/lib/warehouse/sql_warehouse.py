@@ -10,6 +10,9 @@ from abc import abstractmethod
 from collections.abc import Sequence
 
 import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cryptopipe_dagster.lib.edge.schemas import Text
 from cryptopipe_dagster.lib.errors import SchemaDrift
@@ -102,13 +105,32 @@ def gaps_frame(gaps: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def merge_source(spec: TableSpec, df: pd.DataFrame, unique_keys: bool) -> tuple[pd.DataFrame, dict]:
+def merge_source(
+    spec: TableSpec, df: pd.DataFrame | pa.Table, unique_keys: bool
+) -> tuple[pd.DataFrame | pa.Table, dict]:
     """The batch as a MERGE source: the spec's input columns, one row per key (the last wins, as in
     normalize; skipped when the caller guarantees unique keys), and the date-range parameters that
-    prune the MERGE to the batch's partitions. A batch lacking a column is SchemaDrift."""
-    missing = [column for column in spec.input_columns if column not in df.columns]
+    prune the MERGE to the batch's partitions. A batch lacking a column is SchemaDrift.
+
+    Arrow stays Arrow (DuckDB scans it without a copy); pandas stays pandas."""
+    names = df.column_names if isinstance(df, pa.Table) else list(df.columns)
+    missing = [column for column in spec.input_columns if column not in names]
     if missing:
         raise SchemaDrift(f"{spec.qualified} batch lacks columns {missing}")
+    if isinstance(df, pa.Table):
+        staged = df.select(spec.input_columns)
+        if not unique_keys:
+            frame = pl.from_arrow(staged)
+            last = frame.select(pl.struct(list(spec.key)).is_last_distinct()).to_series()
+            if not last.all():  # a MERGE source must hold each key once
+                staged = staged.filter(pa.array(last.to_numpy()))
+        if not spec.date_column:
+            return staged, {}
+        bounds = pc.min_max(staged[spec.date_source])
+        return staged, {
+            "min_date": utc(bounds["min"].as_py()).date(),
+            "max_date": utc(bounds["max"].as_py()).date(),
+        }
     staged = df[spec.input_columns]
     if not unique_keys:
         repeated = staged.duplicated(subset=list(spec.key), keep="last")

@@ -329,3 +329,39 @@ def test_two_collectors_keep_separate_metrics() -> None:
     finally:
         first.stop()
         second.stop()
+
+
+def test_clients_of_one_exchange_share_one_market_list(simulator, cryptopipe_home) -> None:
+    import asyncio
+
+    from cryptopipe_dagster.lib.collector.service import Collector
+
+    markets = tuple(parse_market(m) for m in ("bitstamp:BTC/USD", "bitstamp:ETH/USD"))
+    collector = Collector(
+        CollectorSettings(markets=markets, project_id="p", exchange_api_url=simulator.base_url)
+    )
+
+    async def two_clients():
+        await collector._share_market_lists()
+        clients = [collector.make_exchange("bitstamp") for _ in range(2)]
+        for client in clients:
+            await client.close()
+        return clients
+
+    first, second = asyncio.run(two_clients())
+    # Neither client asked for the market list: both got the one loaded before the sessions.
+    assert first.markets["BTC/USD"] == second.markets["BTC/USD"]
+    assert first.markets["BTC/USD"]["id"] == "btcusd"
+
+
+def test_an_unreachable_exchange_leaves_each_session_to_load_its_own(cryptopipe_home) -> None:
+    import asyncio
+
+    from cryptopipe_dagster.lib.collector.service import Collector
+
+    markets = (parse_market("bitstamp:BTC/USD"),)
+    collector = Collector(
+        CollectorSettings(markets=markets, project_id="p", exchange_api_url="http://127.0.0.1:9")
+    )
+    asyncio.run(collector._share_market_lists())
+    assert not collector.make_exchange("bitstamp").markets
