@@ -92,18 +92,19 @@ def _loaded_count(duckdb_path: Path) -> int:
 
 
 class TreeCpu:
-    """CPU seconds (user + system) used by a process tree since `start()`, sampled per process so
-    that a process replaced in between (the daemon restarts a code server it lost) still counts up to
-    its last sample."""
+    """CPU seconds (user + system) used by process trees since `start()`, sampled per process so
+    that a process replaced in between (a run's process, a restarted server) still counts up to its
+    last sample."""
 
-    def __init__(self, root: psutil.Process) -> None:
-        self.root = root
+    def __init__(self, *roots: psutil.Process) -> None:
+        self.roots = roots
         self._base: dict[int, float] = {}
         self._last: dict[int, float] = {}
 
     def _now(self) -> dict[int, float]:
         seen = {}
-        for process in [self.root, *self.root.children(recursive=True)]:
+        processes = [p for root in self.roots for p in [root, *_children(root)]]
+        for process in processes:
             try:
                 times = process.cpu_times()
             except psutil.Error:
@@ -120,6 +121,13 @@ class TreeCpu:
         """Record the processes alive now; the CPU seconds used since start()."""
         self._last.update(self._now())
         return sum(cpu - self._base.get(pid, 0.0) for pid, cpu in self._last.items())
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.Error:  # exited: its last sample stands
+        return []
 
 
 def _wait_running(base_url: str, markets: list[str], timeout_s: float = 60.0) -> None:
@@ -245,7 +253,7 @@ def _measure(
         _wait_running(base_url, markets)
         anchors = feed_anchors(base_url, scenario.speed)
         time.sleep(WARMUP_S)
-        cpu = TreeCpu(psutil.Process(daemon.process.pid))
+        cpu = TreeCpu(psutil.Process(daemon.process.pid), psutil.Process(daemon.code_server.pid))
         cpu.start()
         t0, loaded0 = time.monotonic(), _loaded_count(duckdb_path)
         while (elapsed := time.monotonic() - t0) < measured_s:

@@ -1,8 +1,14 @@
 """The Dagster daemon as a deployment runs it, for the demo, the freshness benchmark and tests.
 
-`dagster-daemon run` on the local instance with the project's workspace, and market_data_sensor
-turned on with the same command the README gives users (`dagster sensor start`). The sensor's
-ticks then run in the daemon's code server process, exactly as under `make dev` or on Kubernetes.
+As on Kubernetes: the project's code server (`dagster api grpc`) runs as a process of its own, and
+`dagster-daemon run` on the local instance reaches it through a `grpc_server` workspace entry;
+market_data_sensor is turned on with the same command the README gives users (`dagster sensor
+start`). Sensor ticks and the runs the daemon launches then execute in that code server.
+
+Why not let the daemon spawn the code server (as `workspace.yaml` would): a daemon-spawned server
+shuts itself down when it misses the daemon's heartbeats for 20 s (a constant in Dagster), and
+the daemon misses them when declarative automation evaluates thousands of partitions on 2 busy
+cores. A standalone server has no heartbeat: it stops when we stop it.
 """
 
 from __future__ import annotations
@@ -13,18 +19,22 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from cryptopipe_dagster.cli.instance import DAGSTER_YAML, LOCAL_INSTANCE_ENV
 from cryptopipe_dagster.cli.process_tree import ProcessTree, stop_tree
+from cryptopipe_dagster.cli.simulator_process import free_port
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.pubsub.emulator import EMULATOR_HOST_ENV
 from cryptopipe_dagster.lib.settings import PACKAGE_DIR, Settings, warehouse_env
 from cryptopipe_dagster.lib.warehouse import LandingArea
 
-WORKSPACE = PACKAGE_DIR.parent / "workspace.yaml"
+DEFINITIONS_MODULE = "cryptopipe_dagster.definitions"
+LOCATION_NAME = "cryptopipe"  # as in workspace.yaml
+CODE_SERVER_START_S = 120.0  # imports dbt, Dagster and the project on a busy 2-core machine
 SENSOR = "market_data_sensor"
 AUTOMATION_SENSOR = "marts_automation_sensor"
 STOP_GRACE_S = 15.0  # for the daemon itself; its code server gets the process tree's short linger
@@ -41,54 +51,123 @@ class LiveLoaderDaemon:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = {**os.environ, **env}
         self.log_path = log_path
-        self.process: subprocess.Popen | None = None
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None  # dagster-daemon
+        self.code_server: subprocess.Popen | None = None
 
     def __enter__(self) -> LiveLoaderDaemon:
         return self.start()
 
     def start(self) -> LiveLoaderDaemon:
-        """Start the daemon, then turn the sensor on (returns once the sensor is on)."""
+        """Start the code server and the daemon, then turn the sensor on (returns once it is on)."""
         initialize_instance(self.env["DAGSTER_HOME"])
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            _dagster_command("dagster-daemon", "run", "-w", str(WORKSPACE), "--log-level", "warning"),
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopped as a whole
-        )
-        log.close()
         try:
-            start_sensor(self.env)
+            self.code_server = self._spawn(code_server_command(self.port))
+            wait_for_code_server(self.port, self.code_server)
+            workspace = write_workspace(Path(self.env["DAGSTER_HOME"]), self.port)
+            self.process = self._spawn(
+                _dagster_command("dagster-daemon", "run", "-w", str(workspace), "--log-level", "warning")
+            )
+            start_sensor(self.env, workspace)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _spawn(self, command: list[str]) -> subprocess.Popen:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as a whole
+            )
+
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def alive(self) -> bool:
-        """Whether the daemon process is still running."""
-        return self.process is not None and self.process.poll() is None
+        """Whether the daemon and its code server are still running."""
+        return all(p is not None and p.poll() is None for p in (self.process, self.code_server))
 
     def stop(self) -> None:
-        """SIGINT to the daemon's process group, then whatever of its tree is left (the code server
-        waits for a running tick) is terminated. Stopping mid-tick is safe: nothing is acked before
-        it is landed, and a landed batch is loaded by the next tick."""
-        if self.process is None:
+        """SIGINT to the daemon's process group, then to the code server's (it waits for a running
+        tick or run); whatever is left of either tree is terminated. Stopping mid-tick is safe:
+        nothing is acked before it is landed, and a landed batch is loaded by the next tick."""
+        for name in ("process", "code_server"):
+            process = getattr(self, name)
+            setattr(self, name, None)
+            if process is not None:
+                _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    stop_tree(
+        ProcessTree(process.pid),
+        lambda: _signal_group(process.pid, signal.SIGINT),
+        lambda: process.poll() is not None,
+        graceful_s=STOP_GRACE_S,
+    )
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def code_server_command(port: int) -> list[str]:
+    """The project's code server on loopback, without a heartbeat (as a deployment runs it)."""
+    return _dagster_command(
+        "dagster",
+        "api",
+        "grpc",
+        "--module-name",
+        DEFINITIONS_MODULE,
+        "--location-name",
+        LOCATION_NAME,
+        "--working-directory",  # as the daemon would give a server of workspace.yaml
+        str(PACKAGE_DIR.parent),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    )
+
+
+def wait_for_code_server(
+    port: int, process: subprocess.Popen, timeout_s: float = CODE_SERVER_START_S
+) -> None:
+    """Until the code server answers a ping (it listens once the definitions are loaded)."""
+    # The client and error Dagster's own `dagster api grpc-health-check` uses.
+    from dagster._core.errors import DagsterUserCodeUnreachableError
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(f"the code server exited ({process.returncode}); see its log")
+        try:
+            client.ping("")
             return
-        process, self.process = self.process, None
-        stop_tree(
-            ProcessTree(process.pid),
-            lambda: _signal_group(process.pid, signal.SIGINT),
-            lambda: process.poll() is not None,
-            graceful_s=STOP_GRACE_S,
-        )
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+        except DagsterUserCodeUnreachableError:
+            time.sleep(0.5)
+    raise ConfigError(f"the code server did not answer on port {port} within {timeout_s:.0f}s")
+
+
+def write_workspace(dagster_home: Path, port: int) -> Path:
+    """A workspace with the running code server as its one location (for the daemon and the CLI)."""
+    path = dagster_home / "daemon-workspace.yaml"
+    path.write_text(
+        "load_from:\n"
+        "  - grpc_server:\n"
+        "      host: 127.0.0.1\n"
+        f"      port: {port}\n"
+        f"      location_name: {LOCATION_NAME}\n"
+    )
+    return path
 
 
 def daemon_env(
@@ -177,10 +256,10 @@ def initialize_instance(dagster_home: str) -> None:
         instance.fetch_materializations(dg.AssetKey(["raw", "trades"]), limit=1)
 
 
-def start_sensor(env: dict[str, str]) -> None:
+def start_sensor(env: dict[str, str], workspace: Path) -> None:
     """`dagster sensor start market_data_sensor` on the instance of `env`'s DAGSTER_HOME."""
     done = subprocess.run(
-        _dagster_command("dagster", "sensor", "start", SENSOR, "-w", str(WORKSPACE)),
+        _dagster_command("dagster", "sensor", "start", SENSOR, "-w", str(workspace)),
         env=env,
         capture_output=True,
         text=True,

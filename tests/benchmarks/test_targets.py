@@ -24,3 +24,19 @@ def test_targets_read_their_records_and_bounds():
     assert rows["historical backfill vs fetching alone"]["measured"] is None
     table = "\n".join(targets_markdown(target_rows(records)))
     assert "not measured" in table and "**no**" in table
+
+
+def test_a_ceiling_below_the_bound_marks_the_target_out_of_our_codes_reach():
+    details = {"input": "arrow", "ceiling_rows_per_s": 2.0e6}
+    records = [
+        Record("core_path", 1_000_000, "rows_per_s", 1.2e6, "per_row_txn", 24, details=details),
+        Record("core_path", 1_000_000, "rows_per_s", 1.2e6, "dlt_arrow", 0.5e6, details=details),
+    ]
+    rows = _rows(records)
+    rate = rows["core path from Arrow, rows/s at 1e6"]
+    assert (rate["ceiling"], rate["reachable_by_our_code"]) == (2.0e6, False)  # 3 M wanted
+    ratio = rows["core path from Arrow vs dlt from Arrow at 1e6"]
+    assert (ratio["ceiling"], ratio["reachable_by_our_code"]) == (4.0, True)  # 3x wanted, 4x possible
+    assert rows["collector at 100 markets, share of one core"]["ceiling"] is None
+    table = "\n".join(targets_markdown(target_rows(records)))
+    assert "2.00 M (out of reach)" in table and "4.00×" in table

@@ -4,14 +4,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
 import dagster as dg
+import psutil
 import pytest
 import requests
 
-from cryptopipe_dagster.cli.daemon import LiveLoaderDaemon, daemon_env, events_cover_ledger
+from cryptopipe_dagster.cli.daemon import (
+    LiveLoaderDaemon,
+    daemon_env,
+    events_cover_ledger,
+    wait_for_code_server,
+)
 from cryptopipe_dagster.lib.collector import Collector
 from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.settings import load_settings
@@ -32,6 +40,7 @@ pytestmark = pytest.mark.slow
 TRADES_PER_MARKET = 600
 # Two bursts per stream: 200 messages at 20x the replay speed each.
 BURST = {"spec": "ws_burst@100,ws_burst@350", "burst_factor": 20.0, "burst_messages": 200}
+DAEMON_HEARTBEAT_TTL_S = 20  # DAEMON_GRPC_SERVER_HEARTBEAT_TTL in dagster/_daemon/controller.py
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -98,3 +107,24 @@ def _missing(sim: SimulatorServer, duckdb_path) -> dict[str, list[int]]:
         got = set(stored[stored.exchange == exchange].trade_id)
         out[exchange] = [i for i, tid in enumerate(ledger(sim, exchange).trade_id) if tid not in got][:20]
     return out
+
+
+def test_code_server_outlives_a_stalled_daemon_and_stops_with_it(
+    market_data_project, pubsub_emulator, tmp_path
+):
+    """A daemon too busy to heartbeat for longer than Dagster's 20 s (thousands of partitions under
+    automation on 2 cores) must not take the code server down: sensor ticks would then fail."""
+    settings = load_settings({"CRYPTOPIPE_HOME": str(tmp_path / "home")})
+    env = daemon_env(settings, pubsub_emulator.host, market_data_project)
+    with LiveLoaderDaemon(env, settings.home / "daemon.log") as daemon:
+        code_server = psutil.Process(daemon.code_server.pid)
+        os.killpg(daemon.process.pid, signal.SIGSTOP)  # no heartbeats from here on
+        try:
+            time.sleep(DAEMON_HEARTBEAT_TTL_S + 5)
+        finally:
+            os.killpg(daemon.process.pid, signal.SIGCONT)
+        assert daemon.alive() and code_server.is_running(), (settings.home / "daemon.log").read_text()[-2000:]
+        wait_for_code_server(daemon.port, daemon.code_server, timeout_s=5)
+        trees = [code_server, psutil.Process(daemon.process.pid)]
+        trees += [child for process in trees for child in process.children(recursive=True)]
+    assert not [process for process in trees if process.is_running() and process.status() != "zombie"]

@@ -141,13 +141,14 @@ def _frame_payloads(df: pd.DataFrame, positions: np.ndarray) -> list[str]:
 
 
 def _ohlcv_frame(rows: list | tuple) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows -> object frame indexed by input position, plus positions of rows not shaped [6 values]."""
+    """Rows -> frame indexed by input position, plus positions of rows not shaped [6 values]."""
     try:
         grid = np.array(rows, dtype=object)
     except ValueError:  # ragged nesting deeper than the row level
         grid = None
     if grid is not None and grid.ndim == 2 and grid.shape[1] == len(CANDLE_FIELDS):
-        return pd.DataFrame(grid, columns=list(CANDLE_FIELDS)), np.empty(0, dtype=np.int64)
+        columns = {name: _typed_if_uniform(grid[:, i]) for i, name in enumerate(CANDLE_FIELDS)}
+        return pd.DataFrame(columns), np.empty(0, dtype=np.int64)
     # Hostile batch: find the rows that are not a 6-item list/tuple (only now, never on the fast path).
     shaped = np.fromiter(
         (isinstance(r, list | tuple) and len(r) == 6 for r in rows), dtype=bool, count=len(rows)
@@ -157,6 +158,22 @@ def _ohlcv_frame(rows: list | tuple) -> tuple[pd.DataFrame, np.ndarray]:
         [rows[i] for i in positions], columns=list(CANDLE_FIELDS), index=positions, dtype=object
     )
     return frame, np.flatnonzero(~shaped)
+
+
+def _typed_if_uniform(column: np.ndarray) -> np.ndarray:
+    """A column of only ints (ccxt's times) as int64, of only floats (its values) as float64, so the
+    checks take their vectorized paths; anything else (None, bool, text, a huge int, ints among
+    floats, whose dead-letter detail must not read 5.0 for 5) stays Python objects for the exact
+    checks. infer_dtype inspects the objects in C."""
+    kind = pd.api.types.infer_dtype(column, skipna=False)
+    try:
+        if kind == "integer":
+            return column.astype(np.int64)
+        if kind == "floating":
+            return column.astype(np.float64)
+    except OverflowError:  # an int past int64: the exact path refuses it with its reason
+        pass
+    return column
 
 
 def _normalize(

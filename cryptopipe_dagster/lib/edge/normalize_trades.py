@@ -26,16 +26,18 @@ from cryptopipe_dagster.lib.edge import trades_rows
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters, empty_dead_letters, payload_json
 from cryptopipe_dagster.lib.edge.fingerprint import DriftClassifier, reclassify_drift
 from cryptopipe_dagster.lib.edge.normalize_common import (
+    arrow_column,
     as_utc,
     check_exchange_and_source,
     check_numeric_columns,
     check_timestamps,
     constant_text,
+    exact_frame,
     utc_timestamps,
 )
-from cryptopipe_dagster.lib.edge.schemas import Text, TradeSchema
+from cryptopipe_dagster.lib.edge.schemas import Text, TradeSchema, frame_from_arrow
 from cryptopipe_dagster.lib.edge.symbols import canonical_symbol
-from cryptopipe_dagster.lib.edge.trade_rules import TRADE_ARROW_SCHEMA
+from cryptopipe_dagster.lib.edge.trade_rules import NUMERIC_ID_PATTERN, TRADE_ARROW_SCHEMA
 from cryptopipe_dagster.lib.edge.trades_rows import ROWS_MAX
 from cryptopipe_dagster.lib.edge.validation import RowRejections, find_failures
 from cryptopipe_dagster.lib.errors import InvalidSymbol, SchemaDrift
@@ -65,7 +67,7 @@ class TradeBatch:
         """The valid rows as a TradeSchema frame (Arrow-backed text, UTC timestamps)."""
         if isinstance(self._valid, pd.DataFrame):
             return self._valid
-        return self._valid.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+        return frame_from_arrow(self._valid)
 
     @property
     def valid_arrow(self) -> pa.Table:
@@ -124,7 +126,7 @@ def normalize_trades(
             return _normalize_columnar(
                 table, payloads, exchange, source, now, ingested_at, drift, model_check=model_check
             )
-    raw = pd.DataFrame({name: _typed_column(array) for name, array in arrays.items()}, index=positions)
+    raw = exact_frame(arrays, index=positions)
     return _normalize(raw, np.flatnonzero(~is_dict), payloads, exchange, source, now, ingested_at, drift)
 
 
@@ -137,10 +139,10 @@ def columnar() -> ModuleType:
 
 
 def _arrow_columns(records: list[dict], *, plain_dicts: bool = False) -> dict[str, pa.Array | list]:
-    """The TRADE_FIELDS of every record, one column per field (see _arrow_column).
+    """The TRADE_FIELDS of every record, one column per field (see normalize_common.arrow_column).
 
     plain_dicts (every record is exactly a dict): fields are read with itemgetter, in C."""
-    return {name: _arrow_column(_field(records, name, plain_dicts)) for name in TRADE_FIELDS}
+    return {name: arrow_column(_field(records, name, plain_dicts)) for name in TRADE_FIELDS}
 
 
 def _field(records: list[dict], name: str, plain_dicts: bool) -> list:
@@ -150,39 +152,6 @@ def _field(records: list[dict], name: str, plain_dicts: bool) -> list:
         except KeyError:  # some record lacks the field: read it as missing, below
             pass
     return [record.get(name) for record in records]
-
-
-def _arrow_column(values: list) -> pa.Array | list:
-    """One field of every record as Arrow when it is uniformly typed (the usual case), else as is."""
-    try:
-        array = pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return values
-    if pa.types.is_string(array.type) or pa.types.is_null(array.type):
-        return array  # Arrow refuses to mix text with anything but None: no bool hides in there
-    types = set(map(type, values))
-    if bool in types and len(types - {type(None)}) > 1:  # Arrow would read True as 1.0 among floats
-        return values
-    return array
-
-
-def _typed_column(values: pa.Array | list) -> pd.api.extensions.ExtensionArray | np.ndarray:
-    """A field for the exact path: typed when Arrow could type it (the vectorized checks apply),
-    else Python objects (the hostile-input path)."""
-    if not isinstance(values, pa.Array):
-        return _objects(values)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        return pd.array(values, dtype=Text)
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return values.to_numpy(zero_copy_only=False)
-    return _objects(values.to_pylist())
-
-
-def _objects(values: list) -> np.ndarray:
-    # Not np.array(values, dtype=object): a list of equal-length lists would become a 2-D array.
-    out = np.empty(len(values), dtype=object)
-    out[:] = pd.Series(values, dtype=object).to_numpy()
-    return out
 
 
 def normalize_trades_table(
@@ -216,7 +185,7 @@ def normalize_trades_table(
 def _exact_input(table: pa.Table) -> pd.DataFrame:
     # Typed, zero-copy where Arrow allows: numbers stay float64/int64 and text stays Arrow-backed,
     # so every check takes its vectorized path (object columns would take the hostile one).
-    return table.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+    return frame_from_arrow(table)
 
 
 def _normalize_columnar(
@@ -227,17 +196,17 @@ def _normalize_columnar(
 
     fast = columnar()
     now, ingested_at = as_utc(now), as_utc(ingested_at)
+    digit_ids = exchange in NUMERIC_TRADE_IDS  # the fast path only accepts digits on those venues
     split = fast.split_clean_rows(
         table,
         exchange=exchange,
         source=source,
         now=now,
         ingested_at=ingested_at,
-        numeric_ids=exchange in NUMERIC_TRADE_IDS,
+        numeric_ids=digit_ids,
         model_check=model_check,
     )
     candidates, dead = split.clean, empty_dead_letters()
-    digit_ids = exchange in NUMERIC_TRADE_IDS  # the fast path only accepts digits on those venues
     if len(split.declined):
         raw = _exact_input(table.take(split.declined))
         raw.index = pd.Index(split.declined)
@@ -266,7 +235,7 @@ def _normalize_rows(trades, payload_of, exchange, source, now, ingested_at, drif
     dead = empty_dead_letters()
     if len(declined):
         arrays = _arrow_columns([trades[i] for i in declined])
-        raw = pd.DataFrame({name: _typed_column(array) for name, array in arrays.items()}, index=declined)
+        raw = exact_frame(arrays, index=declined)
         checked, passed, dead = _check(
             raw, np.empty(0, dtype=np.int64), payload_of, exchange, source, now, ingested_at, drift
         )
@@ -450,7 +419,7 @@ def _trade_ids(raw: pd.Series, rejections: RowRejections, *, numeric: bool = Fal
     if arrow is not None:  # Arrow text: empty -> missing, the digit check in C
         ids = pc.if_else(pc.equal(arrow, ""), pa.scalar(None, pa.string()), arrow)
         if numeric:
-            digits = pc.match_substring_regex(ids, r"^[0-9]{1,40}$")
+            digits = pc.match_substring_regex(ids, f"^{NUMERIC_ID_PATTERN}$")
             bad = pc.fill_null(pc.invert(digits), False).to_numpy(zero_copy_only=False)
             rejections.add(
                 bad, "invalid_trade_id", "trade_id:decimal_integer", "trade id is not a decimal integer", raw
@@ -459,7 +428,7 @@ def _trade_ids(raw: pd.Series, rejections: RowRejections, *, numeric: bool = Fal
     ids = _id_texts(raw, rejections)
     if numeric:
         text = pd.Series(ids, index=raw.index, dtype=object)
-        bad = (text.notna() & ~text.astype(str).str.fullmatch(r"[0-9]{1,40}")).to_numpy()
+        bad = (text.notna() & ~text.astype(str).str.fullmatch(NUMERIC_ID_PATTERN)).to_numpy()
         rejections.add(
             bad, "invalid_trade_id", "trade_id:decimal_integer", "trade id is not a decimal integer", raw
         )

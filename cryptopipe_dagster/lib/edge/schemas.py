@@ -20,6 +20,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
 from pandera.typing import Series
 
 from cryptopipe_dagster.lib.errors import InvalidTimeframe
@@ -29,6 +30,12 @@ from cryptopipe_dagster.lib.timeframes import timeframe_seconds
 # calls isinstance() once per element, and Arrow runs the regex/isin checks in C++ instead.
 Text = pd.StringDtype("pyarrow")
 UtcTimestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
+
+
+def frame_from_arrow(table: pyarrow.Table) -> pd.DataFrame:
+    """A canonical frame of an Arrow table: text as Text (either Arrow width), numbers zero-copy."""
+    return table.to_pandas(types_mapper={pyarrow.string(): Text, pyarrow.large_string(): Text}.get)
+
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+/[A-Z0-9]+$"
 TIMEFRAME_PATTERN = r"^[1-9][0-9]*[smhdw]$"

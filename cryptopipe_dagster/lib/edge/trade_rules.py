@@ -9,6 +9,9 @@ from cryptopipe_dagster.lib.edge.schemas import SIDES
 from cryptopipe_dagster.lib.edge.symbols import canonical_symbol
 from cryptopipe_dagster.lib.errors import InvalidSymbol
 
+# A venue with integer trade ids (NUMERIC_TRADE_IDS) sends decimal digits; anything else is refused.
+NUMERIC_ID_PATTERN = r"[0-9]{1,40}"
+
 TRADE_ARROW_SCHEMA = pa.schema(
     [
         ("exchange", pa.large_string()),

@@ -28,10 +28,15 @@ from pandera.errors import SchemaError, SchemaErrors
 from cryptopipe_dagster.lib.edge.coerce import MAX_EPOCH_MS, MAX_MAGNITUDE, MIN_EPOCH_MS
 from cryptopipe_dagster.lib.edge.normalize_common import CLOCK_SKEW
 from cryptopipe_dagster.lib.edge.schemas import TradeSchema, schema_columns
-from cryptopipe_dagster.lib.edge.trade_rules import TRADE_ARROW_SCHEMA, canonical_or_none, side_or_none
+from cryptopipe_dagster.lib.edge.trade_rules import (
+    NUMERIC_ID_PATTERN,
+    TRADE_ARROW_SCHEMA,
+    canonical_or_none,
+    side_or_none,
+)
 
 ROW = "__row"  # input position of each row: dedup keeps the last one, dead letters name it
-_NUMERIC_ID = r"^[0-9]{1,40}$"
+_NUMERIC_ID = f"^{NUMERIC_ID_PATTERN}$"
 
 
 @dataclass(frozen=True)

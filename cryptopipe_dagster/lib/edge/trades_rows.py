@@ -21,10 +21,15 @@ import pyarrow as pa
 
 from cryptopipe_dagster.lib.edge.coerce import MAX_EPOCH_MS, MAX_MAGNITUDE, MIN_EPOCH_MS
 from cryptopipe_dagster.lib.edge.normalize_common import CLOCK_SKEW
-from cryptopipe_dagster.lib.edge.trade_rules import TRADE_ARROW_SCHEMA, canonical_or_none, side_or_none
+from cryptopipe_dagster.lib.edge.trade_rules import (
+    NUMERIC_ID_PATTERN,
+    TRADE_ARROW_SCHEMA,
+    canonical_or_none,
+    side_or_none,
+)
 
 ROWS_MAX = 512  # above this the columnar path's fixed cost is paid back
-_NUMERIC_ID = re.compile(r"[0-9]{1,40}")
+_NUMERIC_ID = re.compile(NUMERIC_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,12 @@ def _positive(value: object) -> float | None:
 
 def last_per_key_sorted_by_ts(rows: list[AcceptedRow]) -> list[AcceptedRow]:
     """The last row (by position) per (symbol, trade_id), then ordered by ts (stable)."""
-    last = {(row.symbol, row.trade_id): row for row in sorted(rows, key=lambda row: row.position)}
-    kept = sorted(last.values(), key=lambda row: row.position)
-    return sorted(kept, key=lambda row: row.ts_ns)
+    last: dict[tuple[str, str], AcceptedRow] = {}
+    for row in rows:  # not in position order: the exact path's rows come after the accepted ones
+        key = (row.symbol, row.trade_id)
+        if key not in last or row.position > last[key].position:
+            last[key] = row
+    return sorted(last.values(), key=lambda row: (row.ts_ns, row.position))
 
 
 def to_trade_table(

@@ -265,7 +265,9 @@ class RowRejections:
         if values is None:
             self.detail[take] = message
         else:  # only the rejected values are formatted: this loop runs over bad rows, never all rows
-            self.detail[take] = [f"{message}: {value!r}"[:200] for value in values.to_numpy()[take]]
+            # tolist(): Python scalars, so a typed column reads 5, not np.int64(5), as objects do.
+            rejected = values.to_numpy()[take].tolist()
+            self.detail[take] = [f"{message}: {value!r}"[:200] for value in rejected]
 
     def add_failures(self, failures: pd.DataFrame) -> None:
         """Merge the output of find_failures (indexed by the same labels)."""

@@ -85,6 +85,7 @@ def _load_part(
     flush_rows: int,
     progress: ProgressCallback | None,
     retry: RetryPolicy,
+    overlap: bool,
 ) -> RangeSet:
     """Fetch one unloaded part of the window; every flush adds what is durable to the range set."""
     start, end = part
@@ -108,8 +109,9 @@ def _load_part(
 
     # Normalize at least as often as we flush: a flush (and its checkpoint) needs normalized rows.
     normalize_rows = min(NORMALIZE_ROWS, flush_rows)
-    with OrderedWorker() as worker:  # normalize + load overlap the next fetches (overlap.py)
+    with OrderedWorker(inline=not overlap) as worker:  # normalize + load overlap the next fetches
         fetch_range(exchange, target, start, end, now, stats, on_page, retry, normalize_rows, worker)
+    stats.processing_s += worker.busy_s
     loaded = add_range(loaded, start, final_until)
     flush(warehouse, stats, _checkpoint(target, loaded, start, run_id) if final_until > start else None)
     return loaded
@@ -188,11 +190,13 @@ def backfill_candles(
     retry: RetryPolicy = DEFAULT_RETRY,
     gap_policy: GapPolicy | None = None,
     ledger_now: pd.Timestamp | None = None,
+    overlap: bool = True,
 ) -> BackfillStats:
     """Backfill one target to the warehouse; see the module docstring for resume and gaps.
 
     `now` is the exchange's clock (what is closed there); `ledger_now` (default: the wall clock)
-    times the gap ledger's entries and attempts."""
+    times the gap ledger's entries and attempts. overlap=False normalizes and loads in the calling
+    thread between fetches (for a profiler that samples one thread)."""
     started = time.monotonic()
     stats = BackfillStats(target=target)
     checkpoint = warehouse.get_checkpoint(target.exchange, target.symbol, target.timeframe)
@@ -217,6 +221,7 @@ def backfill_candles(
             flush_rows=flush_rows,
             progress=progress,
             retry=retry,
+            overlap=overlap,
         )
     _record_and_repair(
         exchange,

@@ -56,6 +56,8 @@ class BackfillStats:
     resumed_from: pd.Timestamp | None = None
     dead_letter_reasons: Counter = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    # Seconds spent normalizing and loading (overlapped with the fetches on a worker thread).
+    processing_s: float = 0.0
     pending: list[pd.DataFrame] = field(default_factory=list, repr=False)
     pending_dead: list[pd.DataFrame] = field(default_factory=list, repr=False)
     # Payload shapes of fetch_ohlcv (schema drift); seeded from ops.payload_fingerprints by payload_tracker.

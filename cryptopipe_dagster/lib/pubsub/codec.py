@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cryptopipe_dagster.lib.edge.schemas import Text
+from cryptopipe_dagster.lib.edge.schemas import frame_from_arrow
 from cryptopipe_dagster.lib.errors import InvalidBatch, UndecodableMessage
 
 RecordKind = Literal["trades", "candles", "dead_letters"]
@@ -138,7 +138,7 @@ def decode_batch(data: bytes, attributes: Mapping[str, str]) -> pd.DataFrame:
         code = "empty_batch" if error.reason == "empty batch" else "invalid_columns"
         raise UndecodableMessage(code, str(error)) from error
     _check_attributes(table, cast(RecordKind, kind), attributes)
-    return table.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+    return frame_from_arrow(table)
 
 
 def batch_id(table: pa.Table, kind: RecordKind) -> str:

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
-from cryptopipe_dagster.lib.edge.schemas import Text
+from cryptopipe_dagster.lib.edge.schemas import frame_from_arrow
 from cryptopipe_dagster.lib.errors import ConfigError
 from cryptopipe_dagster.lib.settings import Settings
 from cryptopipe_dagster.lib.warehouse.base import Checkpoint, MergeStats
@@ -203,7 +203,7 @@ class BigQueryWarehouse(SqlWarehouse):
         if df is None or not len(df):
             return MergeStats()
         if isinstance(df, pa.Table):  # staged as pandas -> Parquet/NDJSON load (see _stage)
-            df = df.to_pandas(types_mapper={pa.string(): Text, pa.large_string(): Text}.get)
+            df = frame_from_arrow(df)
         self.ensure_schema()
         staged, params = merge_source(spec, df, unique_keys)
         staging = self._stage(spec, staged)

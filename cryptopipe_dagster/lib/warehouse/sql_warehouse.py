@@ -10,7 +10,6 @@ from abc import abstractmethod
 from collections.abc import Sequence
 
 import pandas as pd
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -120,6 +119,8 @@ def merge_source(
     if isinstance(df, pa.Table):
         staged = df.select(spec.input_columns)
         if not unique_keys:
+            import polars as pl  # only here: the collector's and loader's batches come deduplicated
+
             frame = pl.from_arrow(staged)
             last = frame.select(pl.struct(list(spec.key)).is_last_distinct()).to_series()
             if not last.all():  # a MERGE source must hold each key once

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cryptopipe_dagster.lib.edge.normalize_common import exact_frame
 from cryptopipe_dagster.lib.edge.normalize_trades import (
     _arrow_columns,
     _exact_input,
     _normalize,
-    _typed_column,
     normalize_trades,
     normalize_trades_table,
 )
@@ -82,7 +82,7 @@ def _exact(table: pa.Table, exchange: str):
 
 def _exact_dicts(records: list[dict], exchange: str):
     """The exact path alone over dict input (what normalize_trades did before the fast paths)."""
-    raw = pd.DataFrame({name: _typed_column(a) for name, a in _arrow_columns(records).items()})
+    raw = exact_frame(_arrow_columns(records))
     return _normalize(
         raw,
         np.empty(0, dtype=np.int64),

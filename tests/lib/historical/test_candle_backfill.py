@@ -38,10 +38,12 @@ def fast_client(simulator, exchange_id: str):
     )
 
 
-def test_paginated_backfill_equals_recording(simulator, warehouse, data_dir):
+@pytest.mark.parametrize("overlap", [True, False])
+def test_paginated_backfill_equals_recording(simulator, warehouse, data_dir, overlap):
     client = fast_client(simulator, "coinbaseexchange")
     target = BackfillTarget("coinbaseexchange", "BTC/USD", "1h", utc("2019-01-01"), utc("2019-01-31"))
-    stats = backfill_candles(client, warehouse, target, now=exchange_now(client))
+    stats = backfill_candles(client, warehouse, target, now=exchange_now(client), overlap=overlap)
+    assert stats.processing_s > 0
     expected = recorded(data_dir, "coinbase_btcusd_1h.csv", "BTC/USD", target.start, target.end)
     got = stored(warehouse, "coinbaseexchange", "BTC/USD", "1h")
     assert stats.requests >= 3  # 720 candles, 300 per page

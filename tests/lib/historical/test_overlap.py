@@ -39,3 +39,27 @@ def test_queued_loads_finish_when_the_fetch_fails():
         worker.submit(lambda: (time.sleep(0.05), done.append(2)))
         raise RuntimeError("fetch failed")
     assert done == [1, 2]
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_busy_time_counts_every_call_and_inline_runs_on_the_calling_thread(inline):
+    threads: list[bool] = []
+    with OrderedWorker(inline=inline) as worker:
+        for _ in range(4):
+            worker.submit(
+                lambda: (
+                    time.sleep(0.02),
+                    threads.append(threading.current_thread() is threading.main_thread()),
+                )
+            )
+    assert threads == [inline] * 4
+    assert 0.08 <= worker.busy_s < 5  # the sleeps, measured where they ran
+
+
+def test_an_inline_failure_is_raised_at_submit():
+    def fail() -> None:
+        raise ValueError("load failed")
+
+    with OrderedWorker(inline=True) as worker, pytest.raises(ValueError, match="load failed"):
+        worker.submit(fail)
+    assert worker.busy_s >= 0
