@@ -65,3 +65,14 @@ def complete(duckdb_path: Path, sim: SimulatorServer) -> bool:
         return False
     counts = stored.groupby("exchange").size().to_dict()
     return all(counts.get(e, 0) >= len(ledger(sim, e)) for e in EXCHANGES)
+
+
+def progress(duckdb_path: Path, sim: SimulatorServer) -> str:
+    """For a timeout's message: each feed's state, and stored vs emitted trades per exchange."""
+    feeds = {f"{f['exchange']}:{f['symbol']}": f["state"] for f in sim.stream_status()["feeds"]}
+    try:
+        counts = stored_trades(duckdb_path).groupby("exchange").size().to_dict()
+    except Exception as error:  # noqa: BLE001 - the file may not exist or be busy
+        counts = {"unreadable": repr(error)}
+    emitted = {e: len(ledger(sim, e)) for e in EXCHANGES}
+    return f"feeds {feeds}; stored {counts}; emitted {emitted}"
