@@ -52,14 +52,14 @@ FLOORS = {
 NOW = pd.Timestamp("2030-01-01", tz="UTC")  # tiled trades run into the future; none is "in the future"
 
 
-def load_ours(records, db_path: Path, *, arrow: bool) -> tuple[int, int]:
-    """The core path; returns (rows in raw.trades, dead letters written)."""
+def load_ours(records, db_path: Path, *, arrow: bool) -> tuple[int, int, pa.Table]:
+    """The core path; returns (rows in raw.trades, dead letters written, those rows as Arrow)."""
     normalize = normalize_trades_table if arrow else normalize_trades
     batch = normalize(records, exchange=EXCHANGE, source="ws", now=NOW)
     warehouse = DuckDBWarehouse(db_path)
     warehouse.merge_trades(batch.valid_arrow, unique_keys=True)
     dead = warehouse.write_dead_letters(batch.dead_letters) if len(batch.dead_letters) else 0
-    return len(batch.valid), dead
+    return len(batch.valid), dead, batch.valid_arrow
 
 
 def insert_only(valid: pa.Table, db_path: Path) -> None:
@@ -174,7 +174,7 @@ def run(
 def _measure_form(
     form, payload, data: TradeInput, size, work, per_row_rate, dlt_sizes, repeat
 ) -> list[Record]:
-    counts: list[tuple[int, int]] = []
+    counts: list[tuple[int, int, pa.Table]] = []
 
     def ours() -> None:
         counts.append(load_ours(payload, _fresh(work), arrow=form == "arrow"))
@@ -182,11 +182,10 @@ def _measure_form(
     seconds = best(
         time_call(ours, warmup=1 if size <= 1_000_000 else 0, repeat=repeat if size <= 1_000_000 else 1)
     )
-    rows, dead = counts[-1]
+    rows, dead, valid = counts[-1]
     if rows != data.unique:
         raise AssertionError(f"{NAME}: loaded {rows} rows, expected {data.unique}")
     rate = _rate(size, seconds)
-    valid = _valid_rows(form, payload)
     floor = floor_seconds(form, payload, valid, work, repeat if size <= 1_000_000 else 1)
     say(
         f"{NAME}: ours from {form}: {rate:,.0f} rows/s "
@@ -238,11 +237,6 @@ def _measure_form(
             )
         )
     return out
-
-
-def _valid_rows(form: str, payload) -> pa.Table:
-    normalize = normalize_trades_table if form == "arrow" else normalize_trades
-    return normalize(payload, exchange=EXCHANGE, source="ws", now=NOW).valid_arrow
 
 
 def _per_row_rate(data: TradeInput, work: Path) -> float:

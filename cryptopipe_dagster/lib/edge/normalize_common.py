@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cryptopipe_dagster.lib.edge.coerce import coerce_epoch_ms, coerce_numeric
-from cryptopipe_dagster.lib.edge.schemas import EXCHANGE_PATTERN, SOURCES, Text
+from cryptopipe_dagster.lib.edge.schemas import EXCHANGE_PATTERN, SOURCES
 from cryptopipe_dagster.lib.edge.validation import RowRejections
 from cryptopipe_dagster.lib.errors import ConfigError
 
@@ -89,42 +89,3 @@ def constant_text(value: str, n: int) -> pd.arrays.ArrowStringArray:
 def utc_timestamps(ns: np.ndarray) -> pd.DatetimeIndex:
     """int64 epoch nanoseconds -> tz-aware UTC timestamps (no copy of the values)."""
     return pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("M8[ns]")).tz_localize("UTC")
-
-
-def arrow_column(values: list) -> pa.Array | list:
-    """One field of every record as Arrow when it is uniformly typed (the usual case), else as is."""
-    try:
-        array = pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return values
-    if pa.types.is_string(array.type) or pa.types.is_null(array.type):
-        return array  # Arrow refuses to mix text with anything but None: no bool hides in there
-    types = set(map(type, values))
-    if bool in types and len(types - {type(None)}) > 1:  # Arrow would read True as 1.0 among floats
-        return values
-    return array
-
-
-def exact_frame(arrays: dict[str, pa.Array | list], index=None) -> pd.DataFrame:
-    """The exact path's input frame of fields read column by column (arrow_column)."""
-    return pd.DataFrame({name: typed_column(array) for name, array in arrays.items()}, index=index)
-
-
-def typed_column(values: pa.Array | list) -> pd.api.extensions.ExtensionArray | np.ndarray:
-    """A field for the exact path: typed when Arrow could type it (the vectorized checks apply),
-    else Python objects (the hostile-input path)."""
-    if not isinstance(values, pa.Array):
-        return object_column(values)
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        return pd.array(values, dtype=Text)
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return values.to_numpy(zero_copy_only=False)
-    return object_column(values.to_pylist())
-
-
-def object_column(values: list) -> np.ndarray:
-    """Python objects as a 1-D object array (the hostile-input path's column)."""
-    # Not np.array(values, dtype=object): a list of equal-length lists would become a 2-D array.
-    out = np.empty(len(values), dtype=object)
-    out[:] = pd.Series(values, dtype=object).to_numpy()
-    return out

@@ -26,13 +26,11 @@ from cryptopipe_dagster.lib.edge import trades_rows
 from cryptopipe_dagster.lib.edge.dead_letters import build_dead_letters, empty_dead_letters, payload_json
 from cryptopipe_dagster.lib.edge.fingerprint import DriftClassifier, reclassify_drift
 from cryptopipe_dagster.lib.edge.normalize_common import (
-    arrow_column,
     as_utc,
     check_exchange_and_source,
     check_numeric_columns,
     check_timestamps,
     constant_text,
-    exact_frame,
     utc_timestamps,
 )
 from cryptopipe_dagster.lib.edge.schemas import Text, TradeSchema, frame_from_arrow
@@ -139,7 +137,7 @@ def columnar() -> ModuleType:
 
 
 def _arrow_columns(records: list[dict], *, plain_dicts: bool = False) -> dict[str, pa.Array | list]:
-    """The TRADE_FIELDS of every record, one column per field (see normalize_common.arrow_column).
+    """The TRADE_FIELDS of every record, one column per field (see arrow_column).
 
     plain_dicts (every record is exactly a dict): fields are read with itemgetter, in C."""
     return {name: arrow_column(_field(records, name, plain_dicts)) for name in TRADE_FIELDS}
@@ -152,6 +150,45 @@ def _field(records: list[dict], name: str, plain_dicts: bool) -> list:
         except KeyError:  # some record lacks the field: read it as missing, below
             pass
     return [record.get(name) for record in records]
+
+
+def arrow_column(values: list) -> pa.Array | list:
+    """One field of every record as Arrow when it is uniformly typed (the usual case), else as is."""
+    try:
+        array = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return values
+    if pa.types.is_string(array.type) or pa.types.is_null(array.type):
+        return array  # Arrow refuses to mix text with anything but None: no bool hides in there
+    types = set(map(type, values))
+    if bool in types and len(types - {type(None)}) > 1:  # Arrow would read True as 1.0 among floats
+        return values
+    return array
+
+
+def exact_frame(arrays: dict[str, pa.Array | list], index=None) -> pd.DataFrame:
+    """The exact path's input frame of fields read column by column (arrow_column)."""
+    return pd.DataFrame({name: typed_column(array) for name, array in arrays.items()}, index=index)
+
+
+def typed_column(values: pa.Array | list) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """A field for the exact path: typed when Arrow could type it (the vectorized checks apply),
+    else Python objects (the hostile-input path)."""
+    if not isinstance(values, pa.Array):
+        return object_column(values)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return pd.array(values, dtype=Text)
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return values.to_numpy(zero_copy_only=False)
+    return object_column(values.to_pylist())
+
+
+def object_column(values: list) -> np.ndarray:
+    """Python objects as a 1-D object array (the hostile-input path's column)."""
+    # Not np.array(values, dtype=object): a list of equal-length lists would become a 2-D array.
+    out = np.empty(len(values), dtype=object)
+    out[:] = pd.Series(values, dtype=object).to_numpy()
+    return out
 
 
 def normalize_trades_table(

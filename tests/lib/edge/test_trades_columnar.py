@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryptopipe_dagster.lib.edge.normalize_common import exact_frame
 from cryptopipe_dagster.lib.edge.normalize_trades import (
     _arrow_columns,
     _exact_input,
     _normalize,
+    exact_frame,
     normalize_trades,
     normalize_trades_table,
 )
