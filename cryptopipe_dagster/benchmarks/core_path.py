@@ -180,7 +180,7 @@ def _measure_form(
         counts.append(load_ours(payload, _fresh(work), arrow=form == "arrow"))
 
     seconds = best(
-        time_call(ours, warmup=1 if size <= 1_000_000 else 0, repeat=repeat if size <= 1_000_000 else 1)
+        time_call(ours, warmup=1, repeat=repeat if size <= 1_000_000 else 1)  # warm, as the floor
     )
     rows, dead, valid = counts[-1]
     if rows != data.unique:

@@ -18,6 +18,7 @@ from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.e2e.live_helpers import (
+    MARKETS,
     START,
     all_stopped,
     collector_settings,
@@ -29,6 +30,7 @@ from tests.e2e.live_helpers import (
 from tests.simulator.conftest import DATA_DIR, SEED
 
 TRADES_PER_MARKET = 300
+FIRST_START_TRADES = 120
 # Every stream gets each fault kind at least once (exact message numbers), plus random ones.
 FAULTS = (
     "ws_duplicate@20,ws_out_of_order@30,ws_malformed@40,ws_disconnect@60,ws_burst@80,ws_stall@120,"
@@ -47,29 +49,11 @@ def test_warehouse_holds_exactly_the_emitted_trades_under_faults(
     faulty_sim, market_data_project, pubsub_emulator, tmp_path
 ):
     duckdb_path = tmp_path / "warehouse.duckdb"
-    resources = {
-        "pubsub": PubSubResource(
-            project_id=market_data_project, emulator_host=pubsub_emulator.host, tick_budget_s=1.0
-        ),
-        "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
-    }
     # A checkpoint at the replay's start, as `make live` and the demo give the collector: it then
     # answers for every emitted trade, also those sent before its first stream message arrived.
     state_path = tmp_path / "collector" / "checkpoint.json"
-    collector = Collector(collector_settings(market_data_project, faulty_sim, state_path), metrics_port=0)
-    # The sensor evaluated in this process (the daemon path is test_live_daemon.py): same code.
-    with dg.DagsterInstance.ephemeral() as instance:
-        with CollectorThread(collector) as running:
-            deadline = time.monotonic() + 150
-            while not (all_stopped(faulty_sim) and complete(duckdb_path, faulty_sim)):
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"live path did not deliver every trade in time: {progress(duckdb_path, faulty_sim)}"
-                    )
-                market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-            report = running.stop()
-        for _ in range(2):  # what the collector flushed at shutdown
-            market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    settings = collector_settings(market_data_project, faulty_sim, state_path)
+    report = collect_until_complete(faulty_sim, settings, market_data_project, pubsub_emulator, duckdb_path)
 
     stored = stored_trades(duckdb_path)
     assert not stored.duplicated(["exchange", "symbol", "trade_id"]).any()
@@ -100,6 +84,48 @@ def test_warehouse_holds_exactly_the_emitted_trades_under_faults(
     )
     assert int(candles.n[0]) > 0 and int(candles.n[0]) == int(candles.d[0])  # live closed candles, once each
     _assert_live_candles_match_trades(duckdb_path)
+
+
+def test_a_first_start_without_checkpoint_loses_nothing_when_it_reconnects_before_any_message(
+    market_data_project, pubsub_emulator, tmp_path
+):
+    """No checkpoint, and every stream stalls before its first message: the watchdog reconnects
+    before the collector has streamed a single trade. It anchored at the venue's newest trade
+    before subscribing, so it fills what was sent meanwhile: every emitted trade, nothing older."""
+    duckdb_path = tmp_path / "warehouse.duckdb"
+    with SimulatorServer(DATA_DIR, seed=SEED, now=START, faults="ws_stall@1", stall_seconds=3.0) as sim:
+        sim.set_stream(60, START, stop_after=FIRST_START_TRADES)
+        settings = collector_settings(market_data_project, sim)
+        report = collect_until_complete(sim, settings, market_data_project, pubsub_emulator, duckdb_path)
+        stored = stored_trades(duckdb_path)
+        for exchange in ("coinbaseexchange", "bitstamp", "kraken"):
+            emitted = ledger(sim, exchange)
+            assert len(emitted) == FIRST_START_TRADES
+            assert sorted(stored[stored.exchange == exchange].trade_id) == sorted(emitted.trade_id), exchange
+    assert report.reconnects >= len(MARKETS)  # every stream stalled ahead of its first message
+
+
+def collect_until_complete(
+    sim: SimulatorServer, settings, project: str, emulator, duckdb_path: Path, timeout_s: float = 150
+):
+    """Run the collector until the warehouse holds every emitted trade, loading with the sensor
+    evaluated in this process (the daemon path is test_live_daemon.py: same code); its report."""
+    resources = {
+        "pubsub": PubSubResource(project_id=project, emulator_host=emulator.host, tick_budget_s=1.0),
+        "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
+    }
+    collector = Collector(settings, metrics_port=0)
+    with dg.DagsterInstance.ephemeral() as instance:
+        with CollectorThread(collector) as running:
+            deadline = time.monotonic() + timeout_s
+            while not (all_stopped(sim) and complete(duckdb_path, sim)):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"live path did not deliver every trade: {progress(duckdb_path, sim)}")
+                market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+            report = running.stop()
+        for _ in range(2):  # what the collector flushed at shutdown
+            market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    return report
 
 
 def _assert_live_candles_match_trades(duckdb_path: Path) -> None:

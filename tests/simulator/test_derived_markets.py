@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -18,7 +17,7 @@ from cryptopipe_dagster.simulator.derived import derived_markets, streamable_mar
 from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.simulator.ccxt_helpers import as_decimal_rows, recorded, recorded_rows
 from tests.simulator.conftest import DATA_DIR, SEED
-from tests.simulator.ws_helpers import EXCHANGES, START, pro, watch_until
+from tests.simulator.ws_helpers import EXCHANGES, START, pro, until_cached, watch_until
 
 DERIVED = 120
 RECORDED = [
@@ -112,7 +111,7 @@ def test_watch_trades_on_derived_markets_receives_the_ledger(replay, exchange_id
         try:
             for symbol in symbols:
                 await watch_until(exchange, feed_stopped(symbol), symbol=symbol)
-            await _until_cached(exchange, replay, exchange_id, symbols)
+            await until_cached(exchange, replay, exchange_id, symbols)
             return {symbol: list(exchange.trades[symbol]) for symbol in symbols}
         finally:
             await exchange.close()
@@ -191,21 +190,3 @@ def test_derived_markets_trade_at_their_sources_rates(store) -> None:
     }
     assert all(100 <= n <= 1000 for n in [*per_hour.values(), *sources.values()])  # ~0.03 .. 0.3 per second
     assert 0.5 <= sum(per_hour.values()) / 100 / (sum(sources.values()) / len(sources)) <= 2
-
-
-async def _until_cached(
-    exchange, replay, exchange_id: str, symbols: list[str], timeout_s: float = 10.0
-) -> None:
-    """Until ccxt's cache holds every emitted trade of each symbol (the last messages arrive without a
-    pending watch; on a busy machine that takes longer than a fixed sleep), or the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        emitted = [_emitted_count(replay, exchange_id, symbol) for symbol in symbols]
-        if all(len(exchange.trades.get(s) or []) >= n for s, n in zip(symbols, emitted, strict=True)):
-            return
-        await asyncio.sleep(0.1)
-
-
-def _emitted_count(replay, exchange_id: str, symbol: str) -> int:
-    query = {"exchange": exchange_id, "symbol": symbol}
-    return requests.get(f"{replay.base_url}/_sim/stream/emitted", params=query, timeout=5).json()["count"]

@@ -23,6 +23,7 @@ from tests.simulator.ws_helpers import (
     rest_trades_from,
     stopped,
     trade_id_of,
+    until_cached,
 )
 
 
@@ -57,7 +58,7 @@ def test_disconnect_is_a_network_error_and_resubscribing_resumes(faulty, exchang
                     continue
                 except ccxt.NetworkError as exc:  # the next watch_trades call reconnects
                     errors.append(exc)
-            await asyncio.sleep(0.2)
+            await until_cached(exchange, faulty, exchange_id)
             return list(exchange.trades[SYMBOL]), errors
         finally:
             await exchange.close()
@@ -108,7 +109,7 @@ def test_duplicates_and_out_of_order_are_visible(faulty) -> None:
             done = stopped(faulty, "bitstamp")
             while not done():
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)
+            await until_cached(exchange, faulty, "bitstamp")
             return list(exchange.trades[SYMBOL])
         finally:
             await exchange.close()

@@ -106,7 +106,12 @@ def test_watch_ohlcv_candles_equal_the_derived_minutes_and_the_hour(hour_replay)
                 if done():
                     break
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)  # what arrives without a pending watch still lands in the cache
+            # What arrives without a pending watch still lands in the cache: wait for the last minute.
+            last_minute = ccxt.Exchange.parse8601("2019-10-17T05:59:00Z")
+            for _ in range(200):
+                if any(c[0] == last_minute for c in exchange.ohlcvs[SYMBOL]["1m"]):
+                    break
+                await asyncio.sleep(0.05)
             return [list(c) for c in exchange.ohlcvs[SYMBOL]["1m"]]
         finally:
             await exchange.close()

@@ -17,6 +17,7 @@ from tests.simulator.ws_helpers import (
     rest_trades_from,
     stopped,
     trade_key,
+    until_cached,
     watch_until,
 )
 
@@ -64,7 +65,7 @@ def test_rest_trades_are_the_streamed_trades(replay, exchange_id) -> None:
         exchange = pro(exchange_id, replay.base_url)
         try:
             await watch_until(exchange, stopped(replay, exchange_id))
-            await asyncio.sleep(0.2)  # the last messages reach ccxt's cache without a pending watch
+            await until_cached(exchange, replay, exchange_id)
             return list(exchange.trades[SYMBOL])
         finally:
             await exchange.close()

@@ -123,3 +123,26 @@ def trade_id_of(exchange_id: str, text: str) -> int | None:
         return int(data["data"][0]["trade_id"])
     except (ValueError, KeyError, TypeError, IndexError):
         return None
+
+
+async def until_cached(
+    exchange,
+    replay: SimulatorServer,
+    exchange_id: str,
+    symbols: list[str] | None = None,
+    timeout_s: float = 10.0,
+) -> None:
+    """Until ccxt's cache holds the newest trade the replay emitted on each symbol's stream (the
+    last messages arrive without a pending watch; on a busy machine that takes longer than a fixed
+    sleep), or the timeout (the test's own assertions then say what is missing)."""
+    deadline = time.monotonic() + timeout_s
+    newest = {}
+    for symbol in symbols or [SYMBOL]:
+        ids = replay.emitted(exchange_id, symbol)["ids"]
+        if ids:
+            newest[symbol] = str(ids[-1])
+    while time.monotonic() < deadline:
+        cached = {s: {str(t["id"]) for t in exchange.trades.get(s) or []} for s in newest}
+        if all(newest[s] in cached[s] for s in newest):
+            return
+        await asyncio.sleep(0.05)

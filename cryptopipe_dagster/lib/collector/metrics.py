@@ -52,6 +52,12 @@ class CollectorMetrics:
         self.reconnects = Counter(
             "cryptopipe_collector_reconnects", "Stream reconnects by cause", (*_MARKET, "cause"), registry=r
         )
+        self.unhealthy = Gauge(
+            "cryptopipe_collector_stream_unhealthy",
+            "1 while a stream fails the same way again and again (retried slowly), else 0",
+            (*_MARKET, "stream"),
+            registry=r,
+        )
         self.gap_fills = Counter(
             "cryptopipe_collector_gap_fills",
             "REST fills by trigger and outcome",

@@ -76,6 +76,13 @@ class MarketOutbox:
         # REST fills never reach further back (trades before it were never promised downstream).
         self.floor_ms: int | None = self.high_water_ms
 
+    def anchor(self, floor_ms: int, ids: list[str]) -> None:
+        """Answer for the trades after `floor_ms` (a first start without a checkpoint): the trades
+        the venue had already served by then (`ids`) are not this collector's, and a fill that
+        returns them again drops them as duplicates."""
+        self.floor_ms = floor_ms
+        self._dedup.remember(ids)
+
     # -- input -------------------------------------------------------------------------------
     def add_trades(self, trades: list, transport: str) -> None:
         """Queue ccxt trade dicts as received (transport: ws or rest)."""

@@ -48,6 +48,8 @@ class CollectorSettings:
     stall_timeout_s: float = 10.0  # no message for this long: reconnect (ccxt can hang silently)
     reconnect_initial_s: float = 0.5  # backoff: full jitter, doubling up to reconnect_max_s
     reconnect_max_s: float = 30.0
+    unhealthy_after: int = 5  # this many identical errors in a row: a bug, not weather (see streams)
+    unhealthy_retry_s: float = 300.0  # how often an unhealthy stream is tried again
     sweep_interval_s: float = 30.0  # REST sweep for what a stream may have dropped without a trace
     fill_margin_s: float = 5.0  # REST fills start this long before the last trade seen
     dedup_capacity: int = 200_000  # trade ids remembered per market

@@ -6,6 +6,11 @@ than `stall_timeout_s` is reconnected instead. After every (re)connect, and on a
 letter (the record may have been a trade), an overflow of ccxt's trade cache, or the periodic
 sweep, the trades since the last one accepted (minus a margin) are fetched over REST, after the
 subscription is in place, so the stream and the fill overlap instead of leaving a hole.
+
+Why an anchor: a market with neither a checkpoint nor a streamed trade has no time to fill from.
+Its first session reads the venue's newest trades before it subscribes; from then on the
+collector answers for every later trade, also those sent before a reconnect that came ahead of the
+first stream message (without it those were lost).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import logging
 import random
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 
 import ccxt
@@ -23,6 +29,7 @@ from cryptopipe_dagster.lib.collector.gap_fill import fetch_trades_from
 from cryptopipe_dagster.lib.collector.metrics import CollectorMetrics
 from cryptopipe_dagster.lib.collector.outbox import CANDLE_TIMEFRAME, MarketOutbox
 from cryptopipe_dagster.lib.collector.settings import CollectorSettings, MarketSpec
+from cryptopipe_dagster.lib.edge.coerce import MAX_EPOCH_MS, MIN_EPOCH_MS
 from cryptopipe_dagster.lib.logs import log_event
 
 log = logging.getLogger("cryptopipe.collector")
@@ -52,12 +59,17 @@ async def supervise(
     """Run `session(exchange)` on fresh connections until `stop`; back off (full jitter) between them.
 
     A session returns when `stop` is set and raises when its connection is lost; one that received
-    something (its `received` flag) resets the backoff."""
+    something (its `received` flag) resets the backoff. The same error `unhealthy_after` times in a
+    row is a bug or a misconfiguration, not weather: the stream is marked unhealthy (metric, one
+    ERROR log with the stack) and retried every `unhealthy_retry_s`; other streams carry on."""
     labels = {"exchange": spec.exchange, "symbol": spec.symbol}
-    attempt = 0
+    unhealthy = metrics.unhealthy.labels(**labels, stream=name)
+    unhealthy.set(0)
+    repeated = RepeatedError(settings.unhealthy_after)
+    attempt, was_broken = 0, False
     while not stop.is_set():
         exchange = make_exchange(spec.exchange)
-        cause, detail = None, ""
+        cause, detail, stack = None, "", ""
         try:
             await session(exchange)
         except asyncio.CancelledError:
@@ -70,13 +82,32 @@ async def supervise(
         except Exception as error:  # noqa: BLE001 - any other failure also ends in a reconnect
             cause = "error"
             detail = f"{type(error).__name__}: {error}"
+            stack = traceback.format_exc()
         finally:
             with contextlib.suppress(Exception):
                 await exchange.close()
         if stop.is_set() or cause is None:
             return
-        attempt = 0 if getattr(session, "received", False) else min(attempt + 1, 16)
+        received = getattr(session, "received", False)
+        broken = repeated.record(detail if cause == "error" else None, received=received)
+        attempt = 0 if received else min(attempt + 1, 16)
         delay = random.uniform(0, min(settings.reconnect_max_s, settings.reconnect_initial_s * 2**attempt))
+        if broken:
+            delay = settings.unhealthy_retry_s
+            if not was_broken:  # entering the state: say it once, with the stack
+                log_event(
+                    log,
+                    "stream_unhealthy",
+                    level=logging.ERROR,
+                    stream=name,
+                    market=spec.key,
+                    failures=repeated.count,
+                    retry_s=delay,
+                    detail=detail,
+                    stack=stack,
+                )
+        unhealthy.set(1 if broken else 0)
+        was_broken = broken
         metrics.reconnects.labels(**labels, cause=cause).inc()
         log_event(
             log,
@@ -89,6 +120,24 @@ async def supervise(
             detail=detail,
         )
         await sleep_unless(stop, delay)
+
+
+class RepeatedError:
+    """The same error again and again on one stream: how many in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._last: str | None = None
+
+    def record(self, error: str | None, *, received: bool) -> bool:
+        """Note one failed session (`error` None: weather, a stall or a disconnect; `received`: it
+        got data before failing, so it is not a streak); True from `limit` identical errors on."""
+        if error is None or error != self._last or received:
+            self.count = 0
+        self._last = error
+        self.count += error is not None
+        return self.count >= self.limit
 
 
 class Watch:
@@ -116,10 +165,18 @@ class Watch:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            # The watch's own cancellation is expected; the session's is not ours to swallow.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        except Exception:  # noqa: BLE001, S110 - the session is over: what the watch raised no longer matters
+            pass
 
 
 class TradeSession:
@@ -156,8 +213,14 @@ class TradeSession:
     async def __call__(self, exchange) -> None:
         self._connects += 1
         self.received = False
-        self.request_fill("start" if self._connects == 1 else "reconnect", self.outbox.high_water_ms)
         await exchange.load_markets()
+        if self.outbox.floor_ms is None:
+            await self._anchor(exchange)
+        resume_ms = self.outbox.high_water_ms
+        self.request_fill(
+            "start" if self._connects == 1 else "reconnect",
+            resume_ms if resume_ms is not None else self.outbox.floor_ms,
+        )
         async with Watch(lambda: exchange.watch_trades(self.spec.symbol)) as watch:
             await self._stream(exchange, watch)
 
@@ -187,6 +250,30 @@ class TradeSession:
             self.outbox.add_trades(trades, "ws")
             if len(trades) >= self.settings.trades_limit:  # ccxt's cache overflowed: some were evicted
                 self.request_fill("overflow", before)
+
+    async def _anchor(self, exchange) -> None:
+        """Where this collector's responsibility starts when nothing says so yet (see the module
+        docstring): just after the newest trade the venue serves now. Should the venue not answer,
+        the first streamed trade is the start, as before, and the next connect tries again."""
+        try:
+            page = await exchange.fetch_trades(self.spec.symbol)
+        except (ccxt.BaseError, OSError) as error:
+            log_event(
+                log,
+                "anchor_failed",
+                level=logging.WARNING,
+                market=self.spec.key,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return
+        served = [t for t in page if isinstance(t, dict)] if isinstance(page, list) else []
+        times = [t.get("timestamp") for t in served]
+        times = [ms for ms in times if type(ms) is int and MIN_EPOCH_MS <= ms < MAX_EPOCH_MS]
+        if not times:  # a market without trades yet: its first streamed trade is the start
+            return
+        floor_ms = max(times) + 1
+        self.outbox.anchor(floor_ms, [str(t["id"]) for t in served if t.get("id") is not None])
+        log_event(log, "anchored", market=self.spec.key, floor_ms=floor_ms, served=len(served))
 
     async def _fill(self, exchange) -> None:
         from_ms, trigger = self._fill_from, self._fill_trigger
