@@ -13,12 +13,12 @@ MARKETS ?= 3
 WAREHOUSE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench dev live sim docs lint format clean
+.PHONY: help install demo test bench dev live sim monitor docs lint format clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed $(BQ_VENV)/.installed ## Create .venv (locked dependencies) and .venv-bqemulator (the BigQuery emulator, pinned).
+install: $(VENV)/.installed $(BQ_VENV)/.installed promtool ## Create .venv (locked dependencies), .venv-bqemulator (the BigQuery emulator, pinned); promtool.
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -30,6 +30,14 @@ $(BQ_VENV)/.installed: .ci/bqemulator-requirements.txt | $(VENV)/.installed
 	$(UV) venv --quiet --allow-existing $(BQ_VENV) --python python3
 	$(UV) pip install --quiet --python $(BQ_VENV)/bin/python -r .ci/bqemulator-requirements.txt
 	@touch $@
+
+# promtool checks and unit-tests monitoring/alerts.yml; `make monitor` runs Prometheus. Both come
+# with Debian's prometheus package, installed here where apt-get can (root); else say how.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; }; } || \
+	  echo "promtool not found: install Prometheus (Debian/Ubuntu: apt-get install prometheus) for the alert-rule tests and make monitor"
 
 demo: install ## Backfill + dbt marts + bounded live run (WebSocket -> Pub/Sub -> sensor under the daemon) into DuckDB; WAREHOUSE=bigquery: a BigQuery emulator.
 	$(if $(WAREHOUSE),CRYPTOPIPE_WAREHOUSE=$(WAREHOUSE) )$(BIN)/cryptopipe demo
@@ -48,6 +56,11 @@ live: install ## Live path until Ctrl-C: simulator + Pub/Sub emulator (:8085) + 
 
 sim: install ## Run the exchange simulator alone on 127.0.0.1:8765.
 	$(BIN)/cryptopipe sim
+
+monitor: install ## Prometheus on 127.0.0.1:9090 scraping the local collector (:9108) with the alert rules (Ctrl-C stops).
+	mkdir -p $(CRYPTOPIPE_HOME)/prometheus
+	prometheus --config.file=monitoring/prometheus.yml --storage.tsdb.path=$(CRYPTOPIPE_HOME)/prometheus \
+	  --web.listen-address=127.0.0.1:9090
 
 docs: install ## dbt docs (model docs + lineage) on http://127.0.0.1:8580.
 	cd dbt_project && CRYPTOPIPE_DUCKDB_PATH=$(CRYPTOPIPE_HOME)/warehouse.duckdb ../$(BIN)/dbt docs generate --profiles-dir . --target local

@@ -199,6 +199,11 @@ class TradeSession:
         self._sweep_mark = outbox.high_water_ms
         self._connects = 0
         self.received = False
+        # Read at scrape time, so the age grows while the market is silent (the stale-market alert).
+        self._last_message_at = time.monotonic()
+        metrics.last_message_age.labels(**self._labels).set_function(
+            lambda: time.monotonic() - self._last_message_at
+        )
 
     def request_fill(self, trigger: str, from_ms: int | None) -> None:
         """Ask for a REST fill from `from_ms` (minus the margin); the earliest request wins."""
@@ -245,7 +250,7 @@ class TradeSession:
             if trades is None:
                 continue
             last_message, self.received = time.monotonic(), True
-            self.metrics.last_message_age.labels(**self._labels).set(0)
+            self._last_message_at = last_message
             before = self.outbox.high_water_ms
             self.outbox.add_trades(trades, "ws")
             if len(trades) >= self.settings.trades_limit:  # ccxt's cache overflowed: some were evicted

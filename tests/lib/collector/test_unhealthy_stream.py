@@ -66,7 +66,11 @@ def test_a_stream_failing_the_same_way_is_marked_unhealthy_and_the_others_carry_
         ):
             assert time.monotonic() < deadline, "no unhealthy mark, or no trades on the healthy market"
             time.sleep(0.2)
-        time.sleep(1.0)  # a busy loop would reconnect many more times in this second
+        # The age is read at scrape time: it grows on the market that never delivers.
+        age = "cryptopipe_collector_last_message_age_seconds"
+        before = _sample(collector, age, BROKEN)
+        time.sleep(1.0)  # a busy loop would also reconnect many more times in this second
+        assert _sample(collector, age, BROKEN) >= before + 0.9
         report = running.stop()
 
     events = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
