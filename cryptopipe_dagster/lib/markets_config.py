@@ -121,7 +121,7 @@ def load_markets_config(path: Path) -> MarketsConfig:
     """Load and validate the markets file; every error names the file and the bad value."""
     try:
         raw = yaml.load(Path(path).read_text(), Loader=_StringDatesLoader)  # noqa: S506 - a SafeLoader
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read markets file {path}: {error}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("exchanges"), dict) or not raw["exchanges"]:
         raise ConfigError(f"{path}: expected a non-empty 'exchanges:' mapping")
