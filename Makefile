@@ -9,11 +9,13 @@ export CRYPTOPIPE_HOME ?= $(CURDIR)/.cryptopipe
 export DAGSTER_HOME ?= $(CRYPTOPIPE_HOME)/dagster
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
+SEED ?=
 MARKETS ?= 3
 WAREHOUSE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test bench dev live sim monitor docs lint format clean
+.PHONY: help install demo test bench chaos dev live sim monitor docs lint format clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -47,6 +49,9 @@ test: install ## Run the whole test suite.
 
 bench: install ## Benchmarks vs baselines (per-row txn, dlt): benchmarks/results.json, results.md, charts/.
 	$(BIN)/cryptopipe bench $(BENCH_ARGS)
+
+chaos: install ## Fault scenarios on the live path vs ground truth -> chaos/report.json (SEED=n reproduces a run).
+	$(BIN)/cryptopipe chaos $(if $(SEED),--seed $(SEED)) $(CHAOS_ARGS)
 
 dev: install ## Dagster UI (dagster dev) on the local instance, with the exchange simulator.
 	PUBSUB_EMULATOR_HOST=$${PUBSUB_EMULATOR_HOST:-127.0.0.1:8085} $(BIN)/cryptopipe dev

@@ -203,6 +203,33 @@ def bench(
 
 
 @app.command()
+def chaos(
+    seed: Annotated[int | None, typer.Option(help="Reproduce a run; default: random, printed.")] = None,
+    only: Annotated[str, typer.Option(help="Comma-separated scenario names; default: all.")] = "",
+    trades: Annotated[int, typer.Option(help="Trades each market's replay emits.", min=10)] = 150,
+    out: Annotated[Path, typer.Option(help="Where report.json and report.md go.")] = Path("chaos"),
+) -> None:
+    """Fault scenarios on the live path, each against the simulator's ledger: lost, duplicated,
+    recovery time. Exit code 1 when any scenario lost or duplicated a trade."""
+    from cryptopipe_dagster.chaos.suite import new_seed, passed, pick, run_suite, table
+    from cryptopipe_dagster.lib.settings import load_settings
+
+    try:
+        scenarios = pick(_csv(only))
+    except CryptopipeError as error:
+        fail(error)
+    seed = new_seed() if seed is None else seed
+    # The collector's reconnect warnings are the faults working; its errors still show.
+    logging.getLogger("cryptopipe.collector").setLevel(logging.ERROR)
+    console.print(f"chaos: seed {seed} (reproduce: make chaos SEED={seed}), {len(scenarios)} scenario(s)")
+    rows = run_suite(scenarios, seed, load_settings().data_dir, out, trades=trades, say=console.print)
+    console.print(table(rows), soft_wrap=True)
+    console.print(f"report: {out / 'report.json'}")
+    if not passed(rows):
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def backfill(
     exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. coinbaseexchange.")],
     start: Annotated[str, typer.Option(help="First UTC day, YYYY-MM-DD.")],

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from cryptopipe_dagster.chaos.ground_truth import ledger, stored_trades
 from cryptopipe_dagster.cli.daemon import (
     LiveLoaderDaemon,
     daemon_env,
@@ -31,8 +32,6 @@ from tests.e2e.live_helpers import (
     all_stopped,
     collector_settings,
     complete,
-    ledger,
-    stored_trades,
 )
 from tests.simulator.conftest import DATA_DIR, SEED
 

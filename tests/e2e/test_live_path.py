@@ -3,29 +3,20 @@ market_data_sensor -> DuckDB, exactly once under every stream fault kind."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from cryptopipe_dagster.defs.resources import WarehouseResource
-from cryptopipe_dagster.defs.streaming.resources import PubSubResource
-from cryptopipe_dagster.defs.streaming.sensors import market_data_sensor
-from cryptopipe_dagster.lib.collector import Collector
-from cryptopipe_dagster.lib.collector.background import CollectorThread
+from cryptopipe_dagster.chaos import run
+from cryptopipe_dagster.chaos.ground_truth import ledger, stored_trades
 from cryptopipe_dagster.lib.warehouse import DuckDBWarehouse
 from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.e2e.live_helpers import (
     MARKETS,
     START,
-    all_stopped,
     collector_settings,
-    complete,
-    ledger,
     progress,
-    stored_trades,
 )
 from tests.simulator.conftest import DATA_DIR, SEED
 
@@ -105,26 +96,12 @@ def test_a_first_start_without_checkpoint_loses_nothing_when_it_reconnects_befor
     assert report.reconnects >= len(MARKETS)  # every stream stalled ahead of its first message
 
 
-def collect_until_complete(
-    sim: SimulatorServer, settings, project: str, emulator, duckdb_path: Path, timeout_s: float = 150
-):
-    """Run the collector until the warehouse holds every emitted trade, loading with the sensor
-    evaluated in this process (the daemon path is test_live_daemon.py: same code); its report."""
-    resources = {
-        "pubsub": PubSubResource(project_id=project, emulator_host=emulator.host, tick_budget_s=1.0),
-        "warehouse": WarehouseResource(duckdb_path=str(duckdb_path)),
-    }
-    collector = Collector(settings, metrics_port=0)
-    with dg.DagsterInstance.ephemeral() as instance:
-        with CollectorThread(collector) as running:
-            deadline = time.monotonic() + timeout_s
-            while not (all_stopped(sim) and complete(duckdb_path, sim)):
-                if time.monotonic() > deadline:
-                    pytest.fail(f"live path did not deliver every trade: {progress(duckdb_path, sim)}")
-                market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
-            report = running.stop()
-        for _ in range(2):  # what the collector flushed at shutdown
-            market_data_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+def collect_until_complete(sim: SimulatorServer, settings, project: str, emulator, duckdb_path: Path):
+    """The chaos runner's loop (collector + the sensor in this process); fails with what is missing."""
+    del project  # in `settings`
+    report, recovered = run.collect_until_complete(sim, settings, emulator.host, duckdb_path, timeout_s=150)
+    if recovered is None:
+        pytest.fail(f"live path did not deliver every trade: {progress(duckdb_path, sim)}")
     return report
 
 
