@@ -41,6 +41,12 @@ class Stalled(Exception):
     """No message within the stall timeout."""
 
 
+def log_failure(event: str, market: str, error: BaseException, **fields: object) -> None:
+    """One WARNING line for a REST call that failed (the session carries on and retries later)."""
+    detail = f"{type(error).__name__}: {error}"
+    log_event(log, event, level=logging.WARNING, market=market, error=detail, **fields)
+
+
 async def sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, waking early when `stop` is set."""
     with contextlib.suppress(TimeoutError):
@@ -263,13 +269,7 @@ class TradeSession:
         try:
             page = await exchange.fetch_trades(self.spec.symbol)
         except (ccxt.BaseError, OSError) as error:
-            log_event(
-                log,
-                "anchor_failed",
-                level=logging.WARNING,
-                market=self.spec.key,
-                error=f"{type(error).__name__}: {error}",
-            )
+            log_failure("anchor_failed", self.spec.key, error)
             return
         served = [t for t in page if isinstance(t, dict)] if isinstance(page, list) else []
         times = [t.get("timestamp") for t in served]
@@ -293,14 +293,7 @@ class TradeSession:
             self.request_fill(trigger, from_ms + int(self.settings.fill_margin_s * 1000))
             self._next_fill_at = time.monotonic() + _FILL_RETRY_S
             self.metrics.gap_fills.labels(**self._labels, trigger=trigger, outcome="failed").inc()
-            log_event(
-                log,
-                "gap_fill_failed",
-                level=logging.WARNING,
-                market=self.spec.key,
-                trigger=trigger,
-                error=f"{type(error).__name__}: {error}",
-            )
+            log_failure("gap_fill_failed", self.spec.key, error, trigger=trigger)
             return
         self.outbox.add_trades(result.trades, "rest")
         outcome = "complete" if result.complete else "incomplete"
@@ -378,13 +371,7 @@ class CandleSession:
         try:
             rows = await exchange.fetch_ohlcv(self.spec.symbol, CANDLE_TIMEFRAME, since=since + 1)
         except (ccxt.BaseError, OSError) as error:
-            log_event(
-                log,
-                "candle_fill_failed",
-                level=logging.WARNING,
-                market=self.spec.key,
-                error=f"{type(error).__name__}: {error}",
-            )
+            log_failure("candle_fill_failed", self.spec.key, error)
             return
         closed = [r for r in rows or [] if isinstance(r, list | tuple) and r and r[0] < self._open[0]]
         self.outbox.add_candles(closed, "rest")
