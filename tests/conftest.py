@@ -41,6 +41,16 @@ def simulator(data_dir):
 
 
 @pytest.fixture
+def streaming_simulator(data_dir):
+    """A fresh simulator whose streams replay from the live tests' start at 60x (no faults)."""
+    from cryptopipe_dagster.chaos.run import SPEED, START
+    from cryptopipe_dagster.simulator.server import SimulatorServer
+
+    with SimulatorServer(data_dir, seed=3, now=START, stream_speed=SPEED, stream_start=START) as server:
+        yield server
+
+
+@pytest.fixture
 def faulty_simulator(data_dir):
     """A fresh simulator per test, so fault specs and request counters start clean."""
     from cryptopipe_dagster.simulator.server import SimulatorServer

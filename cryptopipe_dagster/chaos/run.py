@@ -25,6 +25,13 @@ START = "2019-10-17T05:00:00Z"  # inside every recording of the three live venue
 MARKETS = ("coinbaseexchange:BTC/USD", "bitstamp:BTC/USD", "kraken:BTC/USD")
 EXCHANGES = tuple(market.split(":")[0] for market in MARKETS)
 SPEED = 60
+# Reconnect, sweep and give up on a silent stream within seconds, so a test's faults recover fast.
+QUICK_RECOVERY = {
+    "stall_timeout_s": 1.0,
+    "sweep_interval_s": 2.0,
+    "reconnect_initial_s": 0.1,
+    "reconnect_max_s": 1.0,
+}
 
 
 def live_settings(project: str, sim: SimulatorServer, state_path: Path | None) -> CollectorSettings:
@@ -37,10 +44,7 @@ def live_settings(project: str, sim: SimulatorServer, state_path: Path | None) -
         markets=tuple(parse_market(m, candles=m.startswith("kraken")) for m in MARKETS),
         project_id=project,
         exchange_api_url=sim.base_url,
-        stall_timeout_s=1.0,
-        sweep_interval_s=2.0,
-        reconnect_initial_s=0.1,
-        reconnect_max_s=1.0,
+        **QUICK_RECOVERY,
     )
 
 

@@ -7,26 +7,15 @@ import json
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
 from cryptopipe_dagster.lib.collector import Collector, CollectorSettings, parse_market
 from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.pubsub.emulator import free_loopback_port
-from cryptopipe_dagster.simulator.server import SimulatorServer
 from tests.monitoring.test_alerts import MONITORING, dashboard_queries, prometheus_tool
 from tests.waiting import wait_for
-
-START = "2019-10-17T05:00:00Z"
-
-
-@pytest.fixture
-def streaming_sim(data_dir) -> Iterator[SimulatorServer]:
-    with SimulatorServer(data_dir, seed=5, now=START, stream_speed=60, stream_start=START) as server:
-        yield server
 
 
 def _prometheus(tmp_path: Path, collector_port: int) -> tuple[subprocess.Popen, str]:
@@ -62,12 +51,12 @@ def _get(base: str, path: str, **query: str) -> dict:
 
 
 def test_prometheus_scrapes_the_collector_and_evaluates_every_rule(
-    streaming_sim, market_data_project, tmp_path
+    streaming_simulator, market_data_project, tmp_path
 ) -> None:
     settings = CollectorSettings(
         markets=(parse_market("kraken:BTC/USD"), parse_market("kraken:DOGE/JPY")),  # DOGE/JPY: unlisted
         project_id=market_data_project,
-        exchange_api_url=streaming_sim.base_url,
+        exchange_api_url=streaming_simulator.base_url,
         reconnect_initial_s=0.05,
         reconnect_max_s=0.1,
         unhealthy_after=2,

@@ -8,23 +8,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from cryptopipe_dagster.lib.collector import Collector, CollectorSettings, parse_market
 from cryptopipe_dagster.lib.collector.background import CollectorThread
 from cryptopipe_dagster.lib.collector.streams import RepeatedError, Watch
-from cryptopipe_dagster.simulator.server import SimulatorServer
 
 GOOD, BROKEN = "kraken:BTC/USD", "kraken:DOGE/JPY"  # the simulator does not list DOGE/JPY
-START = "2019-10-17T05:00:00Z"
-
-
-@pytest.fixture
-def streaming_sim(data_dir) -> Iterator[SimulatorServer]:
-    with SimulatorServer(data_dir, seed=3, now=START, stream_speed=60, stream_start=START) as server:
-        yield server
 
 
 def _sample(collector: Collector, name: str, market: str, **labels: str) -> float | None:
@@ -35,12 +26,12 @@ def _sample(collector: Collector, name: str, market: str, **labels: str) -> floa
 
 
 def test_a_stream_failing_the_same_way_is_marked_unhealthy_and_the_others_carry_on(
-    streaming_sim, market_data_project, caplog
+    streaming_simulator, market_data_project, caplog
 ) -> None:
     settings = CollectorSettings(
         markets=(parse_market(GOOD), parse_market(BROKEN)),
         project_id=market_data_project,
-        exchange_api_url=streaming_sim.base_url,
+        exchange_api_url=streaming_simulator.base_url,
         reconnect_initial_s=0.05,
         reconnect_max_s=0.1,
         unhealthy_after=3,

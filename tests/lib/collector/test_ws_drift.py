@@ -12,6 +12,7 @@ import time
 import dagster as dg
 import pytest
 
+from cryptopipe_dagster.chaos.run import QUICK_RECOVERY
 from cryptopipe_dagster.defs.quality.drift_checks import trades_payload_schema_stable
 from cryptopipe_dagster.defs.resources import warehouse_resource
 from cryptopipe_dagster.defs.streaming.resources import PubSubResource
@@ -59,10 +60,7 @@ def test_drifted_trade_messages_are_recorded_dead_lettered_and_the_rest_loaded(
                 markets=(parse_market("bitstamp:BTC/USD"),),
                 project_id=market_data_project,
                 exchange_api_url=sim.base_url,
-                stall_timeout_s=1.0,
-                sweep_interval_s=2.0,
-                reconnect_initial_s=0.1,
-                reconnect_max_s=1.0,
+                **QUICK_RECOVERY,
             ),
             metrics_port=0,
         )

@@ -90,20 +90,24 @@ def hostile_tables(draw):
     return kind, pa.table(columns) if columns else pa.table({"x": pa.array([], pa.int64())})
 
 
-def _attributes(kind: str, table: pa.Table, draw) -> dict[str, str]:
-    try:
-        key = batch_id(table, kind)  # the id a producer with this table would send, if computable
-    except Exception:  # noqa: BLE001 - a table the producer could not even id: send any id
-        key = "0" * 64
-    attributes = {
+def _good_attributes(kind: str, key: str) -> dict[str, str]:
+    """What a producer of a kraken BTC/USD batch with id `key` sends."""
+    return {
         "content_type": CONTENT_TYPE,
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "exchange": "kraken",
         "symbol": "BTC/USD",
         "batch_id": key,
-        "record_count": str(table.num_rows),
     }
+
+
+def _attributes(kind: str, table: pa.Table, draw) -> dict[str, str]:
+    try:
+        key = batch_id(table, kind)  # the id a producer with this table would send, if computable
+    except Exception:  # noqa: BLE001 - a table the producer could not even id: send any id
+        key = "0" * 64
+    attributes = {**_good_attributes(kind, key), "record_count": str(table.num_rows)}
     for name in draw(st.lists(st.sampled_from(sorted(attributes)), max_size=2, unique=True)):
         attributes[name] = draw(HOSTILE_TEXT)
     return attributes
@@ -126,15 +130,7 @@ def test_hostile_columns_decode_or_are_refused_with_a_reason(data) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=2_000), st.sampled_from(RECORD_KINDS))
 def test_hostile_bytes_are_refused_with_a_reason(payload, kind) -> None:
-    attributes = {
-        "content_type": CONTENT_TYPE,
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "exchange": "kraken",
-        "symbol": "BTC/USD",
-        "batch_id": "0" * 64,
-    }
-    _decodes_or_refuses(payload, attributes)
+    _decodes_or_refuses(payload, _good_attributes(kind, "0" * 64))
 
 
 @settings(max_examples=200, deadline=None)
